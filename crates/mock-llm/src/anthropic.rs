@@ -1,0 +1,9 @@
+//! anthropic wire format (stub: to be filled in).
+
+use axum::Router;
+
+use crate::core::State;
+
+pub fn routes() -> Router<State> {
+    Router::new()
+}

@@ -1,0 +1,479 @@
+//! Server, knobs, request log and the provider-neutral answer plan.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// Fault and behaviour knobs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Knobs {
+    /// Delay before the response headers.
+    pub latency_ms: u64,
+    /// Delay between stream events.
+    pub chunk_delay_ms: u64,
+    /// Answer this error status (in the provider's error shape) instead of a completion.
+    pub status: Option<u16>,
+    /// `Retry-After` seconds sent with `status`.
+    pub retry_after: Option<u64>,
+    /// Probability (0..1) of answering `status` (default 500 when unset) instead of a completion.
+    pub fail_rate: f64,
+    /// Answer 200 with a body that is not JSON (or, streaming, an event that is not JSON).
+    pub garbage: bool,
+    /// Streaming: close the connection after this many events, without the end marker.
+    pub disconnect_after: Option<usize>,
+    /// Never answer (the connection stays open).
+    pub hang: bool,
+    /// The text to answer instead of `mock: <last user text>`.
+    pub reply: Option<String>,
+    /// Arguments of the tool calls the mock makes (a JSON object, encoded).
+    pub tool_arguments: String,
+    /// Require this API key (any provider's header or `?key=`); otherwise 401.
+    pub require_key: Option<String>,
+    /// Dimensions of mock embeddings.
+    pub embedding_dims: usize,
+}
+
+impl Default for Knobs {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            chunk_delay_ms: 0,
+            status: None,
+            retry_after: None,
+            fail_rate: 0.0,
+            garbage: false,
+            disconnect_after: None,
+            hang: false,
+            reply: None,
+            tool_arguments: r#"{"city":"Paris"}"#.to_owned(),
+            require_key: None,
+            embedding_dims: 8,
+        }
+    }
+}
+
+impl Knobs {
+    /// Applies a `~k=v,k=v` model-name suffix; returns the bare model name.
+    pub fn with_model_suffix(mut self, model: &str) -> (Self, String) {
+        let Some((bare, spec)) = model.split_once('~') else {
+            return (self, model.to_owned());
+        };
+        for kv in spec.split(',') {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
+            match k {
+                "latency_ms" => self.latency_ms = v.parse().unwrap_or(self.latency_ms),
+                "chunk_delay_ms" => self.chunk_delay_ms = v.parse().unwrap_or(self.chunk_delay_ms),
+                "status" => self.status = v.parse().ok(),
+                "retry_after" => self.retry_after = v.parse().ok(),
+                "fail_rate" => self.fail_rate = v.parse().unwrap_or(self.fail_rate),
+                "garbage" => self.garbage = v == "true",
+                "disconnect_after" => self.disconnect_after = v.parse().ok(),
+                "hang" => self.hang = v == "true",
+                "reply" => self.reply = Some(v.to_owned()),
+                _ => {}
+            }
+        }
+        (self, bare.to_owned())
+    }
+}
+
+/// One request the mock received.
+#[derive(Debug, Clone, Serialize)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: serde_json::Value,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Shared state of one mock server.
+#[derive(Default)]
+pub struct MockState {
+    knobs: Mutex<Knobs>,
+    log: Mutex<Vec<Recorded>>,
+    /// Bench runs turn the log off so memory stays flat.
+    pub record: bool,
+}
+
+pub type State = Arc<MockState>;
+
+impl MockState {
+    pub fn knobs(&self) -> Knobs {
+        self.knobs.lock().clone()
+    }
+
+    pub fn record(&self, r: Recorded) {
+        if self.record {
+            self.log.lock().push(r);
+        }
+    }
+}
+
+/// A running mock server.
+pub struct MockLlm {
+    pub addr: SocketAddr,
+    state: State,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl MockLlm {
+    /// Starts a mock on an ephemeral port of 127.0.0.1 with default knobs.
+    pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(Knobs::default(), "127.0.0.1:0".parse()?, true).await
+    }
+
+    pub async fn start_with(knobs: Knobs, addr: SocketAddr, record: bool) -> anyhow::Result<Self> {
+        let state = Arc::new(MockState { knobs: Mutex::new(knobs), log: Mutex::default(), record });
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state.clone());
+        #[expect(clippy::disallowed_methods, reason = "test/bench server, not part of the gateway")]
+        tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = rx.await;
+            });
+            let _ = serve.await;
+        });
+        Ok(Self { addr, state, _shutdown: tx })
+    }
+
+    /// `http://127.0.0.1:<port>`
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn set_knobs(&self, knobs: Knobs) {
+        *self.state.knobs.lock() = knobs;
+    }
+
+    /// Every request received so far, oldest first.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.log.lock().clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state.log.lock().clear();
+    }
+}
+
+/// All routes of every provider.
+pub fn router(state: State) -> Router {
+    Router::new()
+        .merge(crate::openai::routes())
+        .merge(crate::anthropic::routes())
+        .merge(crate::gemini::routes())
+        .merge(crate::cohere::routes())
+        .with_state(state)
+}
+
+// === the answer plan ===
+
+/// What the mock needs to know of a request, whatever the provider.
+#[derive(Debug, Clone, Default)]
+pub struct Conversation {
+    pub model: String,
+    pub last_user_text: String,
+    pub image_count: usize,
+    /// Names of the offered tools, in order.
+    pub tools: Vec<String>,
+    /// `Some(name)` when the request forces one tool; `tool_choice: none` empties `tools`.
+    pub forced_tool: Option<String>,
+    /// Whether the last turn is a tool result (then the mock answers with text).
+    pub last_is_tool_result: bool,
+    /// All text of the request, for the input-token count.
+    pub all_text: String,
+    pub max_tokens: Option<u32>,
+    pub stream: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallPlan {
+    pub id: String,
+    pub name: String,
+    /// JSON-encoded arguments.
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Text split into the pieces a stream sends; `truncated` when `max_tokens` cut it.
+    Text {
+        pieces: Vec<String>,
+        truncated: bool,
+    },
+    ToolCalls(Vec<ToolCallPlan>),
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        match self {
+            Reply::Text { pieces, .. } => pieces.concat(),
+            Reply::ToolCalls(_) => String::new(),
+        }
+    }
+}
+
+/// The answer and its token usage `(input, output)`. Tokens are whitespace-separated words
+/// (plus 85 per image), so tests can predict them.
+pub fn plan(conv: &Conversation, knobs: &Knobs) -> (Reply, u64, u64) {
+    let input = conv.all_text.split_whitespace().count() as u64 + 85 * conv.image_count as u64;
+    if !conv.tools.is_empty() && !conv.last_is_tool_result {
+        let names: Vec<&String> = match &conv.forced_tool {
+            Some(name) => conv.tools.iter().filter(|t| *t == name).take(1).collect(),
+            None => conv.tools.iter().collect(),
+        };
+        if !names.is_empty() {
+            let calls: Vec<ToolCallPlan> = names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| ToolCallPlan {
+                    id: format!("call_mock_{i}"),
+                    name: (*name).clone(),
+                    arguments: knobs.tool_arguments.clone(),
+                })
+                .collect();
+            let output = 10 * calls.len() as u64;
+            return (Reply::ToolCalls(calls), input, output);
+        }
+    }
+    let text = match &knobs.reply {
+        Some(r) => r.clone(),
+        None if conv.image_count > 0 => {
+            format!("mock: {} [{} image(s)]", conv.last_user_text, conv.image_count)
+        }
+        None => format!("mock: {}", conv.last_user_text),
+    };
+    let mut pieces: Vec<String> = Vec::new();
+    for word in text.split_inclusive(' ') {
+        pieces.push(word.to_owned());
+    }
+    let mut truncated = false;
+    if let Some(max) = conv.max_tokens.map(|m| m as usize)
+        && pieces.len() > max
+    {
+        pieces.truncate(max);
+        truncated = true;
+    }
+    let output = pieces.len() as u64;
+    (Reply::Text { pieces, truncated }, input, output)
+}
+
+// === faults ===
+
+/// The fault a request should get, decided before the answer is rendered.
+pub enum Fault {
+    None,
+    Hang,
+    Status(u16, Option<u64>),
+    Garbage,
+}
+
+/// Applies latency and decides the fault for this request. Call first in every handler.
+pub async fn pre_answer(knobs: &Knobs) -> Fault {
+    if knobs.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
+    }
+    if knobs.hang {
+        return Fault::Hang;
+    }
+    if let Some(s) = knobs.status {
+        return Fault::Status(s, knobs.retry_after);
+    }
+    if knobs.fail_rate > 0.0 && rand_unit() < knobs.fail_rate {
+        return Fault::Status(500, None);
+    }
+    if knobs.garbage {
+        return Fault::Garbage;
+    }
+    Fault::None
+}
+
+/// Waits forever (the client's timeout decides).
+pub async fn hang() -> Response {
+    futures::future::pending::<()>().await;
+    StatusCode::OK.into_response()
+}
+
+/// A body that is not JSON, with a JSON content type.
+pub fn garbage() -> Response {
+    ([("content-type", "application/json")], "<html>502 bad gateway from a confused proxy").into_response()
+}
+
+/// An error response with the provider's body and an optional `Retry-After`.
+pub fn error_response(status: u16, retry_after: Option<u64>, body: serde_json::Value) -> Response {
+    let mut resp = axum::Json(body).into_response();
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(s) = retry_after
+        && let Ok(v) = s.to_string().parse()
+    {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    resp
+}
+
+/// One SSE event: optional `event:` name and the `data:` payload.
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn data(data: impl Into<String>) -> Self {
+        Self { event: None, data: data.into() }
+    }
+    pub fn named(event: &str, data: impl Into<String>) -> Self {
+        Self { event: Some(event.to_owned()), data: data.into() }
+    }
+    fn encode(&self) -> Bytes {
+        let mut s = String::with_capacity(self.data.len() + 32);
+        if let Some(e) = &self.event {
+            s.push_str("event: ");
+            s.push_str(e);
+            s.push('\n');
+        }
+        s.push_str("data: ");
+        s.push_str(&self.data);
+        s.push_str("\n\n");
+        Bytes::from(s)
+    }
+}
+
+/// Streams events with the knobs' delay; with `disconnect_after` (or `garbage`) the stream
+/// breaks as configured. Each event is its own write, as real providers flush them.
+pub fn sse_response(events: Vec<SseEvent>, knobs: &Knobs) -> Response {
+    let delay = Duration::from_millis(knobs.chunk_delay_ms);
+    let cut = knobs.disconnect_after;
+    let stream = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, ev)| async move {
+        if i > 0 && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        if cut.is_some_and(|n| i >= n) {
+            return Err(std::io::Error::other("mock: disconnect mid-stream"));
+        }
+        Ok::<Bytes, std::io::Error>(ev.encode())
+    });
+    Response::builder()
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Whether the request carries the key the knobs require (any provider's way of sending it).
+pub fn authorized(knobs: &Knobs, headers: &HeaderMap, query: Option<&str>) -> bool {
+    let Some(want) = &knobs.require_key else { return true };
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    h("authorization").and_then(|v| v.strip_prefix("Bearer ")) == Some(want)
+        || h("api-key") == Some(want)
+        || h("x-api-key") == Some(want)
+        || h("x-goog-api-key") == Some(want)
+        || query.is_some_and(|q| q.split('&').any(|kv| kv == format!("key={want}")))
+}
+
+/// Records a request.
+pub fn record(
+    state: &MockState,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &serde_json::Value,
+) {
+    state.record(Recorded {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: query.map(str::to_owned),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+            .collect(),
+        body: body.clone(),
+    });
+}
+
+/// Parses a JSON body, or answers 400 in the provider's shape via `bad`.
+pub fn parse_body(body: &Bytes) -> Result<serde_json::Value, String> {
+    serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
+}
+
+/// A deterministic pseudo-embedding of `text`.
+pub fn embedding(text: &str, dims: usize) -> Vec<f32> {
+    let mut h =
+        text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (0..dims)
+        .map(|_| {
+            h ^= h << 13;
+            h ^= h >> 7;
+            h ^= h << 17;
+            ((h >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn rand_unit() -> f64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEED: AtomicU64 = AtomicU64::new(0x9E37_79B9_7F4A_7C15);
+    let mut x = SEED.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_suffix_overrides_knobs() {
+        let (k, m) = Knobs::default().with_model_suffix("gpt-4o~status=429,retry_after=2,hang");
+        assert_eq!(m, "gpt-4o");
+        assert_eq!(k.status, Some(429));
+        assert_eq!(k.retry_after, Some(2));
+        assert!(k.hang);
+    }
+
+    #[test]
+    fn plan_calls_tools_then_answers_text() {
+        let mut conv = Conversation {
+            last_user_text: "weather?".into(),
+            tools: vec!["get_weather".into(), "get_time".into()],
+            all_text: "what is the weather?".into(),
+            ..Conversation::default()
+        };
+        let (r, input, _) = plan(&conv, &Knobs::default());
+        assert_eq!(input, 4);
+        match r {
+            Reply::ToolCalls(c) => assert_eq!(c.len(), 2),
+            Reply::Text { .. } => panic!("expected tool calls"),
+        }
+        conv.last_is_tool_result = true;
+        assert_eq!(plan(&conv, &Knobs::default()).0.text(), "mock: weather?");
+    }
+}

@@ -1,0 +1,21 @@
+//! A fake LLM upstream for tests and benchmarks: a real HTTP server speaking each provider's
+//! documented wire format (JSON and SSE), with fault knobs. Never used by the product.
+//!
+//! What it answers is decided once, provider-neutrally ([`plan`]): with tools offered and the
+//! last turn from the user, it calls every offered tool (or the one `tool_choice` names) with
+//! [`Knobs::tool_arguments`]; otherwise it answers `mock: <last user text>` (plus how many
+//! images it saw). Each provider module parses its request into a [`Conversation`] and renders
+//! the [`Reply`] in its own format.
+//!
+//! Knobs are set per server ([`MockLlm::set_knobs`], or the binary's flags), and can be
+//! overridden per request by a suffix on the model name: `gpt-4o~status=429,retry_after=2`.
+//! The suffix passes through a gateway untouched, so one mock can serve healthy and failing
+//! deployments at once.
+
+pub mod anthropic;
+pub mod cohere;
+pub mod core;
+pub mod gemini;
+pub mod openai;
+
+pub use crate::core::{Conversation, Knobs, MockLlm, Recorded, Reply, ToolCallPlan, plan};

@@ -1,0 +1,310 @@
+//! OpenAI wire format (also Azure's deployment routes and OpenAI-compatible servers):
+//! `POST /v1/chat/completions` (JSON or SSE ending in `data: [DONE]`), `/v1/completions`,
+//! `/v1/embeddings`, `GET /v1/models`; Azure: `/openai/deployments/{deployment}/...`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State as AxState};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::core::{self, Conversation, Fault, Reply, SseEvent, State};
+
+pub fn routes() -> Router<State> {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/v1/models", get(models))
+        .route("/openai/deployments/{deployment}/chat/completions", post(azure_chat))
+        .route("/openai/deployments/{deployment}/embeddings", post(azure_embeddings))
+}
+
+pub fn error_body(status: u16, message: &str) -> Value {
+    let (ty, code) = match status {
+        400 => ("invalid_request_error", "invalid_request"),
+        401 => ("invalid_request_error", "invalid_api_key"),
+        404 => ("invalid_request_error", "model_not_found"),
+        429 => ("requests", "rate_limit_exceeded"),
+        _ => ("server_error", "server_error"),
+    };
+    json!({"error": {"message": message, "type": ty, "param": null, "code": code}})
+}
+
+/// Common prologue: record, auth, parse, knobs from the model suffix, faults.
+async fn prologue(
+    state: &State,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    model_override: Option<&str>,
+) -> Result<(Value, core::Knobs, String), Response> {
+    let parsed = core::parse_body(body).map_err(|m| core::error_response(400, None, error_body(400, &m)))?;
+    core::record(state, "POST", path, query, headers, &parsed);
+    let knobs = state.knobs();
+    if !core::authorized(&knobs, headers, query) {
+        return Err(core::error_response(401, None, error_body(401, "Incorrect API key provided.")));
+    }
+    let model = model_override.or_else(|| parsed["model"].as_str()).unwrap_or("").to_owned();
+    let (knobs, model) = knobs.with_model_suffix(&model);
+    match core::pre_answer(&knobs).await {
+        Fault::None => Ok((parsed, knobs, model)),
+        Fault::Hang => Err(core::hang().await),
+        Fault::Garbage => Err(core::garbage()),
+        Fault::Status(s, ra) => Err(core::error_response(s, ra, error_body(s, &format!("mock error {s}")))),
+    }
+}
+
+fn conversation(body: &Value, model: String) -> Conversation {
+    let mut conv =
+        Conversation { model, stream: body["stream"].as_bool().unwrap_or(false), ..Conversation::default() };
+    conv.max_tokens =
+        body["max_completion_tokens"].as_u64().or(body["max_tokens"].as_u64()).map(|m| m as u32);
+    let empty = Vec::new();
+    let messages = body["messages"].as_array().unwrap_or(&empty);
+    for m in messages {
+        let text = match &m["content"] {
+            Value::String(s) => s.clone(),
+            Value::Array(parts) => {
+                parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("")
+            }
+            _ => String::new(),
+        };
+        conv.all_text.push_str(&text);
+        conv.all_text.push(' ');
+        if m["role"] == "user" {
+            conv.last_user_text = text;
+            conv.image_count =
+                m["content"].as_array().map_or(0, |p| p.iter().filter(|p| p["type"] == "image_url").count());
+        }
+    }
+    conv.last_is_tool_result = messages.last().is_some_and(|m| m["role"] == "tool");
+    if body["tool_choice"] != "none" {
+        conv.tools = body["tools"]
+            .as_array()
+            .unwrap_or(&empty)
+            .iter()
+            .filter_map(|t| t["function"]["name"].as_str().map(str::to_owned))
+            .collect();
+    }
+    conv.forced_tool = body["tool_choice"]["function"]["name"].as_str().map(str::to_owned);
+    conv
+}
+
+async fn chat(
+    AxState(state): AxState<State>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer_chat(&state, "/v1/chat/completions", q.as_deref(), &headers, &body, None).await
+}
+
+async fn azure_chat(
+    AxState(state): AxState<State>,
+    Path(deployment): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !q.as_deref().unwrap_or("").contains("api-version=") {
+        return core::error_response(404, None, error_body(404, "Resource not found (missing api-version)"));
+    }
+    let path = format!("/openai/deployments/{deployment}/chat/completions");
+    answer_chat(&state, &path, q.as_deref(), &headers, &body, Some(&deployment)).await
+}
+
+async fn answer_chat(
+    state: &State,
+    path: &str,
+    q: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    model_override: Option<&str>,
+) -> Response {
+    let (parsed, knobs, model) = match prologue(state, path, q, headers, body, model_override).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let conv = conversation(&parsed, model);
+    let (reply, input, output) = core::plan(&conv, &knobs);
+    let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output,
+        "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}});
+    let id = "chatcmpl-mock";
+    let created = core::now();
+    let (finish, message_tool_calls) = match &reply {
+        Reply::ToolCalls(calls) => (
+            "tool_calls",
+            Some(
+                calls
+                    .iter()
+                    .map(|c| json!({"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}))
+                    .collect::<Vec<_>>(),
+            ),
+        ),
+        Reply::Text { truncated: true, .. } => ("length", None),
+        Reply::Text { .. } => ("stop", None),
+    };
+    if !conv.stream {
+        let mut message = json!({"role": "assistant", "content": null, "refusal": null});
+        match &message_tool_calls {
+            Some(calls) => message["tool_calls"] = Value::from(calls.clone()),
+            None => message["content"] = Value::from(reply.text()),
+        }
+        return axum::Json(json!({
+            "id": id, "object": "chat.completion", "created": created, "model": conv.model,
+            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
+            "usage": usage, "system_fingerprint": "fp_mock"
+        }))
+        .into_response();
+    }
+    let chunk = |delta: Value, finish: Option<&str>| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": conv.model,
+            "system_fingerprint": "fp_mock",
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+        .to_string()
+    };
+    let mut events = vec![SseEvent::data(chunk(json!({"role": "assistant", "content": ""}), None))];
+    match &reply {
+        Reply::Text { pieces, .. } => {
+            for p in pieces {
+                events.push(SseEvent::data(chunk(json!({"content": p}), None)));
+            }
+        }
+        Reply::ToolCalls(calls) => {
+            for (i, c) in calls.iter().enumerate() {
+                events.push(SseEvent::data(chunk(
+                    json!({"tool_calls": [{"index": i, "id": c.id, "type": "function", "function": {"name": c.name, "arguments": ""}}]}),
+                    None,
+                )));
+                // Arguments arrive in two fragments, as OpenAI splits them.
+                let mid = c.arguments.len() / 2;
+                let (a, b) = c
+                    .arguments
+                    .split_at(c.arguments.char_indices().map(|(i, _)| i).find(|&i| i >= mid).unwrap_or(0));
+                for frag in [a, b] {
+                    events.push(SseEvent::data(chunk(
+                        json!({"tool_calls": [{"index": i, "function": {"arguments": frag}}]}),
+                        None,
+                    )));
+                }
+            }
+        }
+    }
+    if knobs.garbage {
+        events.push(SseEvent::data("{this is not json"));
+    }
+    events.push(SseEvent::data(chunk(json!({}), Some(finish))));
+    if parsed["stream_options"]["include_usage"].as_bool() == Some(true) {
+        events.push(SseEvent::data(
+            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": conv.model,
+                "choices": [], "usage": usage})
+            .to_string(),
+        ));
+    }
+    events.push(SseEvent::data("[DONE]"));
+    core::sse_response(events, &knobs)
+}
+
+async fn completions(
+    AxState(state): AxState<State>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (parsed, knobs, model) =
+        match prologue(&state, "/v1/completions", q.as_deref(), &headers, &body, None).await {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+    let prompt = match &parsed["prompt"] {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let text = format!("mock: {prompt}");
+    let input = prompt.split_whitespace().count() as u64;
+    let output = text.split_whitespace().count() as u64;
+    let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output});
+    let created = core::now();
+    if parsed["stream"].as_bool() != Some(true) {
+        return axum::Json(json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
+            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": "stop"}], "usage": usage}))
+        .into_response();
+    }
+    let mut events: Vec<SseEvent> = text
+        .split_inclusive(' ')
+        .map(|w| {
+            SseEvent::data(
+                json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
+                "choices": [{"text": w, "index": 0, "logprobs": null, "finish_reason": null}]})
+                .to_string(),
+            )
+        })
+        .collect();
+    events.push(SseEvent::data(
+        json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
+        "choices": [{"text": "", "index": 0, "logprobs": null, "finish_reason": "stop"}], "usage": usage})
+        .to_string(),
+    ));
+    events.push(SseEvent::data("[DONE]"));
+    core::sse_response(events, &knobs)
+}
+
+async fn embeddings(
+    AxState(state): AxState<State>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    answer_embeddings(&state, "/v1/embeddings", q.as_deref(), &headers, &body, None).await
+}
+
+async fn azure_embeddings(
+    AxState(state): AxState<State>,
+    Path(deployment): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let path = format!("/openai/deployments/{deployment}/embeddings");
+    answer_embeddings(&state, &path, q.as_deref(), &headers, &body, Some(&deployment)).await
+}
+
+async fn answer_embeddings(
+    state: &State,
+    path: &str,
+    q: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    model_override: Option<&str>,
+) -> Response {
+    let (parsed, knobs, model) = match prologue(state, path, q, headers, body, model_override).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let inputs: Vec<String> = match &parsed["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => {
+            a.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect()
+        }
+        _ => return core::error_response(400, None, error_body(400, "'input' must be a string or an array")),
+    };
+    let dims = parsed["dimensions"].as_u64().map_or(knobs.embedding_dims, |d| d as usize);
+    let tokens: usize = inputs.iter().map(|s| s.split_whitespace().count()).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": core::embedding(s, dims)}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data, "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+    .into_response()
+}
+
+async fn models() -> Response {
+    axum::Json(json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]}))
+        .into_response()
+}

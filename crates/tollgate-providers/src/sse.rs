@@ -1,0 +1,118 @@
+//! Turning an upstream SSE response into a canonical chunk stream, through a provider's pure
+//! [`StreamDecoder`].
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+
+use futures::StreamExt;
+use tokio::time::timeout_at;
+use tollgate_types::ports::{ProviderError, ProviderErrorKind};
+
+use crate::http::{Deadlines, timeout, transport_error};
+
+/// A provider's stream translation: a pure state machine from SSE events to canonical chunks.
+/// It accumulates what it needs (ids, usage, tool-call indexes) across events.
+pub trait StreamDecoder: Send + 'static {
+    /// What the stream yields: canonical chat chunks, or legacy completion chunks.
+    type Item: Send + 'static;
+
+    /// One SSE event (`event` is empty when the upstream sends only `data:` lines). Returns the
+    /// chunks it produces, often none or one. An `Err` ends the stream with that error (also
+    /// used for error events the upstream sends mid-stream).
+    fn on_event(&mut self, event: &str, data: &str) -> Result<Vec<Self::Item>, ProviderError>;
+
+    /// Whether the decoder has seen the upstream's own end-of-stream marker; the stream is cut
+    /// there even if the connection stays open.
+    fn is_done(&self) -> bool;
+
+    /// The upstream closed the stream. Returns the final chunks (e.g. usage), or an error when
+    /// the stream ended before its end marker (a truncated answer must not look complete).
+    fn on_end(&mut self) -> Result<Vec<Self::Item>, ProviderError>;
+}
+
+/// A decoded stream; for chat decoders this is a [`tollgate_types::ports::ChunkStream`].
+pub type DecodedStream<T> = Pin<Box<dyn futures::Stream<Item = Result<T, ProviderError>> + Send>>;
+
+/// Decodes an SSE response with `decoder`. The stream ends with the decoder's final chunks, or
+/// with one `Err` item (transport failure, garbage, deadline, upstream error event); it never
+/// hangs past the total deadline. Dropping it drops the response, which aborts the upstream call.
+pub fn decode<D: StreamDecoder>(
+    provider: &'static str,
+    response: reqwest::Response,
+    decoder: D,
+    deadlines: Deadlines,
+) -> DecodedStream<D::Item> {
+    let events = eventsource_stream::Eventsource::eventsource(response.bytes_stream());
+    let state = DecodeState { events, decoder, pending: VecDeque::new(), finished: false };
+    Box::pin(futures::stream::unfold(state, move |mut st| async move {
+        loop {
+            if let Some(item) = st.pending.pop_front() {
+                return Some((item, st));
+            }
+            if st.finished {
+                return None;
+            }
+            let next = if st.decoder.is_done() {
+                None
+            } else {
+                match timeout_at(deadlines.total, st.events.next()).await {
+                    Err(_) => {
+                        st.fail(timeout(provider, "the stream did not complete before the total deadline"));
+                        continue;
+                    }
+                    Ok(next) => next,
+                }
+            };
+            match next {
+                None => {
+                    st.finished = true;
+                    match st.decoder.on_end() {
+                        Ok(chunks) => st.pending.extend(chunks.into_iter().map(Ok)),
+                        Err(e) => st.pending.push_back(Err(e)),
+                    }
+                }
+                Some(Err(eventsource_stream::EventStreamError::Transport(e))) => {
+                    st.fail(transport_error(provider, &e));
+                }
+                Some(Err(e)) => st.fail(ProviderError::invalid_response(provider, e)),
+                Some(Ok(ev)) => match st.decoder.on_event(&ev.event, &ev.data) {
+                    Ok(chunks) => st.pending.extend(chunks.into_iter().map(Ok)),
+                    Err(e) => st.fail(e),
+                },
+            }
+        }
+    }))
+}
+
+struct DecodeState<E, D, I> {
+    events: E,
+    decoder: D,
+    pending: VecDeque<Result<I, ProviderError>>,
+    finished: bool,
+}
+
+impl<E, D, I> DecodeState<E, D, I> {
+    /// Ends the stream with `e` as its last item.
+    fn fail(&mut self, e: ProviderError) {
+        self.pending.push_back(Err(e));
+        self.finished = true;
+    }
+}
+
+/// The error a decoder returns when the upstream closed the stream before its end marker.
+pub fn truncated(provider: &'static str) -> ProviderError {
+    ProviderError::new(
+        provider,
+        ProviderErrorKind::Connect,
+        "the upstream closed the stream before it was complete",
+    )
+}
+
+/// Parses one event's JSON `data`, classifying garbage as an invalid response.
+pub fn parse_data<T: serde::de::DeserializeOwned>(
+    provider: &'static str,
+    data: &str,
+) -> Result<T, ProviderError> {
+    serde_json::from_str(data)
+        .map_err(|e| ProviderError::invalid_response(provider, format!("bad stream event: {e}")))
+}
