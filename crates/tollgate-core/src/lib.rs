@@ -1,1 +1,14 @@
-//! placeholder
+//! The Tollgate pipeline and its stages, free of HTTP-server, database and Redis code.
+//!
+//! - [`config`]: the YAML file → validated [`config::Config`];
+//! - [`registry`]: model aliases → deployments (adapter + upstream model + timeouts);
+//! - [`pipeline`]: one request, top to bottom: admit → route → call with fallback → settle;
+//! - [`metrics`]: the metric names and the helpers that record them.
+
+pub mod config;
+pub mod env;
+pub mod metrics;
+pub mod pipeline;
+pub mod registry;
+
+pub use pipeline::{Gateway, RequestCtx};

@@ -1,1 +1,171 @@
-fn main() {}
+//! The `tollgate` binary: CLI, logging set-up, and wiring the concrete parts together.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use rand::distr::{Alphanumeric, SampleString};
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+use tollgate_core::Gateway;
+use tollgate_core::config::Config;
+use tollgate_core::env::{EnvSource, ProcessEnv};
+use tollgate_core::registry::Registry;
+use tollgate_server::{AppState, build_app};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "A multi-tenant API gateway for large language models")]
+struct Cli {
+    /// The YAML config file.
+    #[arg(long, short, global = true, env = "TOLLGATE_CONFIG", default_value = "tollgate.yaml")]
+    config: PathBuf,
+    /// Log format.
+    #[arg(long, global = true, env = "TOLLGATE_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (the default).
+    Serve {
+        /// Listen address, overriding `listen` in the config.
+        #[arg(long, env = "TOLLGATE_LISTEN")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Validate the config file and report every problem with its path.
+    CheckConfig,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve { listen: None }) {
+        Command::CheckConfig => check_config(&cli.config),
+        Command::Serve { listen } => serve(&cli.config, listen),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn load_config(path: &PathBuf) -> anyhow::Result<(Config, Vec<tollgate_core::config::ConfigWarning>)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    Config::parse(&text, &ProcessEnv).map_err(|e| anyhow::anyhow!("{} is invalid:\n{e}", path.display()))
+}
+
+fn check_config(path: &PathBuf) -> anyhow::Result<()> {
+    let (config, warnings) = load_config(path)?;
+    for w in &warnings {
+        eprintln!("warning: {}: {}", w.path, w.message);
+    }
+    eprintln!(
+        "{} is valid: {} providers, {} models",
+        path.display(),
+        config.providers.len(),
+        config.models.len()
+    );
+    Ok(())
+}
+
+fn serve(path: &PathBuf, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let (config, warnings) = load_config(path)?;
+    for w in &warnings {
+        tracing::warn!(path = %w.path, "{}", w.message);
+    }
+    // One crypto provider for every TLS client in the process (see DEPENDENCIES.md).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(config, listen))
+}
+
+async fn run(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let registry = Registry::build(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let admin_key = admin_key(&ProcessEnv);
+    let state = AppState {
+        gateway: Arc::new(Gateway::new(registry)),
+        admin_key: Arc::new(admin_key),
+        metrics: tollgate_server::prometheus::handle(),
+        max_body_bytes: config.server.max_body_bytes,
+        in_flight: Arc::new(Semaphore::new(config.server.max_concurrency)),
+    };
+    let addr = listen.unwrap_or(config.listen);
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, models = config.models.len(), "tollgate listening");
+    // Small SSE writes must not wait for delayed ACKs (Nagle): set TCP_NODELAY on every accepted
+    // socket.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let grace = config.server.shutdown_grace;
+    axum::serve(listener, build_app(state)).with_graceful_shutdown(shutdown_signal(grace)).await?;
+    tracing::info!("tollgate stopped");
+    Ok(())
+}
+
+/// The bootstrap key: `TOLLGATE_ADMIN_KEY`, or a random one printed once.
+fn admin_key(env: &dyn EnvSource) -> SecretString {
+    if let Some(k) = env.var("TOLLGATE_ADMIN_KEY") {
+        return SecretString::from(k);
+    }
+    let key = format!("tg_admin_{}", Alphanumeric.sample_string(&mut rand::rng(), 40));
+    eprintln!(
+        "TOLLGATE_ADMIN_KEY is not set; this run's key is:\n\n    {key}\n\nSet TOLLGATE_ADMIN_KEY to keep a key across restarts."
+    );
+    SecretString::from(key)
+}
+
+/// Resolves on Ctrl-C or SIGTERM, then arms a deadline: in-flight requests get `grace` to finish
+/// before the process exits anyway.
+async fn shutdown_signal(grace: std::time::Duration) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures_pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = futures_pending();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!(grace_secs = grace.as_secs(), "shutting down: finishing in-flight requests");
+    std::thread::spawn(move || {
+        std::thread::sleep(grace);
+        eprintln!("shutdown grace period over; exiting");
+        std::process::exit(0);
+    });
+}
+
+async fn futures_pending() {
+    std::future::pending::<()>().await;
+}

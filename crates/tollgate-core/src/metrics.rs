@@ -1,0 +1,91 @@
+//! Metric names and the helpers that record them. Labels stay low-cardinality: model labels are
+//! configured aliases only (unknown models are `unknown`), providers are kinds, statuses are
+//! HTTP codes.
+
+use std::time::Duration;
+
+/// Requests answered, by `endpoint`, `model`, `provider`, `status`.
+pub const REQUESTS: &str = "tollgate_requests_total";
+/// Seconds from request to the last byte (streams: to the end of the stream).
+pub const REQUEST_DURATION: &str = "tollgate_request_duration_seconds";
+/// Seconds from request to the first streamed token.
+pub const TIME_TO_FIRST_TOKEN: &str = "tollgate_time_to_first_token_seconds";
+/// Tokens by `model`, `provider`, `direction` (`input`, `output`, `cached_input`).
+pub const TOKENS: &str = "tollgate_tokens_total";
+/// Failed upstream attempts by `provider`, `kind` (the error class).
+pub const UPSTREAM_ERRORS: &str = "tollgate_upstream_errors_total";
+/// Requests being handled now.
+pub const IN_FLIGHT: &str = "tollgate_requests_in_flight";
+
+/// Registers descriptions (shown as `# HELP` lines).
+pub fn describe() {
+    metrics::describe_counter!(
+        REQUESTS,
+        "Requests answered, by endpoint, model alias, provider and HTTP status"
+    );
+    metrics::describe_histogram!(
+        REQUEST_DURATION,
+        metrics::Unit::Seconds,
+        "Request latency to the last byte"
+    );
+    metrics::describe_histogram!(
+        TIME_TO_FIRST_TOKEN,
+        metrics::Unit::Seconds,
+        "Time to the first streamed token"
+    );
+    metrics::describe_counter!(TOKENS, "Tokens by model alias, provider and direction");
+    metrics::describe_counter!(UPSTREAM_ERRORS, "Failed upstream attempts by provider and error class");
+    metrics::describe_gauge!(IN_FLIGHT, "Requests being handled");
+}
+
+/// Labels of one finished request.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLabels<'a> {
+    pub endpoint: &'static str,
+    pub model: &'a str,
+    pub provider: &'a str,
+}
+
+pub fn record_request(l: RequestLabels<'_>, status: u16, elapsed: Duration) {
+    let (model, provider) = (l.model.to_owned(), l.provider.to_owned());
+    metrics::histogram!(REQUEST_DURATION, "endpoint" => l.endpoint, "model" => model.clone(), "provider" => provider.clone())
+        .record(elapsed.as_secs_f64());
+    metrics::counter!(REQUESTS, "endpoint" => l.endpoint, "model" => model, "provider" => provider, "status" => status.to_string())
+        .increment(1);
+}
+
+pub fn record_ttft(model: &str, provider: &str, ttft: Duration) {
+    metrics::histogram!(TIME_TO_FIRST_TOKEN, "model" => model.to_owned(), "provider" => provider.to_owned())
+        .record(ttft.as_secs_f64());
+}
+
+pub fn record_tokens(model: &str, provider: &str, usage: &tollgate_types::Usage) {
+    for (direction, n) in [
+        ("input", usage.prompt_tokens),
+        ("output", usage.completion_tokens),
+        ("cached_input", usage.cached_tokens()),
+    ] {
+        if n > 0 {
+            metrics::counter!(TOKENS, "model" => model.to_owned(), "provider" => provider.to_owned(), "direction" => direction)
+                .increment(n);
+        }
+    }
+}
+
+pub fn record_upstream_error(provider: &str, kind: &tollgate_types::ports::ProviderErrorKind) {
+    use tollgate_types::ports::ProviderErrorKind as K;
+    let class = match kind {
+        K::MissingCredential { .. } => "missing_credential",
+        K::Connect => "connect",
+        K::Timeout => "timeout",
+        K::RateLimited => "rate_limited",
+        K::Overloaded => "overloaded",
+        K::Server => "server",
+        K::BadRequest => "bad_request",
+        K::Auth => "auth",
+        K::ContentFilter => "content_filter",
+        K::InvalidResponse => "invalid_response",
+        K::Unsupported => "unsupported",
+    };
+    metrics::counter!(UPSTREAM_ERRORS, "provider" => provider.to_owned(), "kind" => class).increment(1);
+}

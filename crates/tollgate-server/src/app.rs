@@ -1,0 +1,129 @@
+//! The axum application: routes and the layer stack.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
+use tokio::sync::Semaphore;
+use tollgate_core::Gateway;
+use tollgate_types::{ErrorKind, GatewayError};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+use crate::errors::ApiError;
+use crate::ingress::openai;
+use crate::{auth, observe};
+
+/// Shared by all handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+    /// The bootstrap key every request must present (until tenancy lands).
+    pub admin_key: Arc<SecretString>,
+    pub metrics: PrometheusHandle,
+    pub max_body_bytes: usize,
+    /// Permits for requests in flight; none left means shed with 503.
+    pub in_flight: Arc<Semaphore>,
+}
+
+/// Builds the app. Layers, outermost first (each sees what the ones inside it return):
+///
+/// 1. `observe::request_id`: takes or makes `x-request-id`, inserts the [`observe::RequestId`]
+///    extension, counts requests in flight, logs the `Arc<GatewayError>` a response carries
+///    (once), and echoes the id. Outermost, so every response below gets an id.
+/// 2. `CatchPanicLayer`: a panic becomes a 500 in OpenAI's error shape instead of a dropped
+///    connection (no code path should panic; this is the last line).
+/// 3. `SetSensitiveRequestHeadersLayer`: `authorization`, `x-api-key` and `api-key` are marked
+///    sensitive so no debug output shows them.
+/// 4. `shed_load`: over `server.max_concurrency` requests in flight → 503 with `Retry-After`.
+/// 5. `auth::require_key`: everything but [`auth::PUBLIC_ROUTES`] needs the key → 401.
+///
+/// Body size limits are enforced by the [`crate::extract::JsonBody`] extractor (413 in the
+/// error shape), so axum's default limit is disabled.
+pub fn build_app(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models/{model}", get(openai::get_model))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(middleware::from_fn_with_state(state.clone(), shed_load))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+            header::HeaderName::from_static("x-api-key"),
+            header::HeaderName::from_static("api-key"),
+        ]))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError(GatewayError::internal(
+                "The gateway hit an internal error; the request id is in x-request-id.",
+            ))
+            .into_response()
+        }))
+        .layer(middleware::from_fn(observe::request_id))
+        .with_state(state)
+}
+
+async fn shed_load(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        let err = GatewayError::new(
+            ErrorKind::Overloaded,
+            "The gateway is at its concurrency limit; retry shortly.",
+        )
+        .with_retry_after(Some(std::time::Duration::from_secs(1)));
+        return ApiError(err).into_response();
+    };
+    // The permit is held until the response head is returned; a stream's body outlives it,
+    // which bounds request admission, not open streams.
+    next.run(req).await
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    // The config is loaded and the registry built before the listener opens; with a store
+    // (next issue) this also checks it is reachable.
+    let models = state.gateway.models().len();
+    axum::Json(serde_json::json!({"status": "ready", "models": models})).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError(GatewayError::new(
+        ErrorKind::NotFound,
+        format!("No route for {} {}; see the API reference in docs/api.md.", req.method(), req.uri().path()),
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let mut resp = ApiError(GatewayError::invalid_request(format!(
+        "Method {} is not allowed on {}.",
+        req.method(),
+        req.uri().path()
+    )))
+    .into_response();
+    *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    resp
+}
