@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -41,6 +42,11 @@ pub struct Knobs {
     pub require_key: Option<String>,
     /// Dimensions of mock embeddings.
     pub embedding_dims: usize,
+    /// SSE responses being written now, shared by every copy of the server's knobs: a stream
+    /// whose client went away is dropped by the server, which decrements it (tests use it to
+    /// see upstream cancellation). Not a knob; it rides along so every handler has it.
+    #[serde(skip)]
+    pub open_streams: Arc<AtomicUsize>,
 }
 
 impl Default for Knobs {
@@ -58,6 +64,7 @@ impl Default for Knobs {
             tool_arguments: r#"{"city":"Paris"}"#.to_owned(),
             require_key: None,
             embedding_dims: 8,
+            open_streams: Arc::default(),
         }
     }
 }
@@ -161,13 +168,20 @@ impl MockLlm {
         format!("http://{}", self.addr)
     }
 
-    pub fn set_knobs(&self, knobs: Knobs) {
-        *self.state.knobs.lock() = knobs;
+    pub fn set_knobs(&self, mut knobs: Knobs) {
+        let mut current = self.state.knobs.lock();
+        knobs.open_streams = current.open_streams.clone();
+        *current = knobs;
     }
 
     /// Every request received so far, oldest first.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.log.lock().clone()
+    }
+
+    /// SSE responses still being written.
+    pub fn open_streams(&self) -> usize {
+        self.state.knobs.lock().open_streams.load(Ordering::SeqCst)
     }
 
     pub fn clear_requests(&self) {
@@ -360,22 +374,42 @@ impl SseEvent {
 /// Streams events with the knobs' delay; with `disconnect_after` (or `garbage`) the stream
 /// breaks as configured. Each event is its own write, as real providers flush them.
 pub fn sse_response(events: Vec<SseEvent>, knobs: &Knobs) -> Response {
+    let guard = OpenStream::new(knobs.open_streams.clone());
     let delay = Duration::from_millis(knobs.chunk_delay_ms);
     let cut = knobs.disconnect_after;
-    let stream = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, ev)| async move {
-        if i > 0 && !delay.is_zero() {
-            tokio::time::sleep(delay).await;
+    let stream = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, ev)| {
+        let _alive = &guard;
+        async move {
+            if i > 0 && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if cut.is_some_and(|n| i >= n) {
+                return Err(std::io::Error::other("mock: disconnect mid-stream"));
+            }
+            Ok::<Bytes, std::io::Error>(ev.encode())
         }
-        if cut.is_some_and(|n| i >= n) {
-            return Err(std::io::Error::other("mock: disconnect mid-stream"));
-        }
-        Ok::<Bytes, std::io::Error>(ev.encode())
     });
     Response::builder()
         .header("content-type", "text/event-stream")
         .header("cache-control", "no-cache")
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Counts one open SSE response for as long as it lives.
+struct OpenStream(Arc<AtomicUsize>);
+
+impl OpenStream {
+    fn new(counter: Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Whether the request carries the key the knobs require (any provider's way of sending it).

@@ -216,10 +216,10 @@ impl Gateway {
 
     /// Tries the route's deployments in order until one answers. A non-retryable error (the
     /// request itself is bad) ends the loop at once; every failure is kept as an [`Attempt`].
-    async fn call_with_fallback<'a, T, F, Fut>(
+    async fn call_with_fallback<T, F, Fut>(
         &self,
         ctx: &RequestCtx,
-        route: &'a ModelRoute,
+        route: &ModelRoute,
         endpoint: Endpoint,
         call: F,
     ) -> Result<Served<T>, GatewayError>

@@ -71,9 +71,12 @@ pub fn decode<D: StreamDecoder>(
                         Err(e) => st.pending.push_back(Err(e)),
                     }
                 }
-                Some(Err(eventsource_stream::EventStreamError::Transport(e))) => {
+                // We parse the JSON ourselves, so a reqwest error here is always the connection
+                // (reqwest labels a broken chunked body a "decode" error).
+                Some(Err(eventsource_stream::EventStreamError::Transport(e))) if e.is_timeout() => {
                     st.fail(transport_error(provider, &e));
                 }
+                Some(Err(eventsource_stream::EventStreamError::Transport(_))) => st.fail(truncated(provider)),
                 Some(Err(e)) => st.fail(ProviderError::invalid_response(provider, e)),
                 Some(Ok(ev)) => match st.decoder.on_event(&ev.event, &ev.data) {
                     Ok(chunks) => st.pending.extend(chunks.into_iter().map(Ok)),

@@ -12,6 +12,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 use tokio::sync::Semaphore;
 use tollgate_core::Gateway;
+use tollgate_core::config::{Config, ConfigError};
+use tollgate_core::registry::Registry;
 use tollgate_types::{ErrorKind, GatewayError};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -30,6 +32,21 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Permits for requests in flight; none left means shed with 503.
     pub in_flight: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// Builds the state a config describes: the registry (every adapter and HTTP client) and
+    /// the limits. `admin_key` is the bootstrap key clients must present.
+    pub fn from_config(config: &Config, admin_key: SecretString) -> Result<Self, ConfigError> {
+        let registry = Registry::build(config)?;
+        Ok(Self {
+            gateway: Arc::new(Gateway::new(registry)),
+            admin_key: Arc::new(admin_key),
+            metrics: crate::prometheus::handle(),
+            max_body_bytes: config.server.max_body_bytes,
+            in_flight: Arc::new(Semaphore::new(config.server.max_concurrency)),
+        })
+    }
 }
 
 /// Builds the app. Layers, outermost first (each sees what the ones inside it return):

@@ -207,7 +207,7 @@ impl GatewayError {
         let Some(last) = attempts.last() else {
             return Self::internal("no deployment was attempted");
         };
-        let mut err = GatewayError::from(last.error.clone());
+        let mut err = GatewayError::from_provider(last.error.clone(), &last.provider);
         if attempts.len() > 1 {
             err.message = format!("all {} deployments failed; last: {}", attempts.len(), err.message);
         }
@@ -219,6 +219,14 @@ impl GatewayError {
 impl From<ProviderError> for GatewayError {
     fn from(e: ProviderError) -> Self {
         let provider = e.provider;
+        Self::from_provider(e, provider)
+    }
+}
+
+impl GatewayError {
+    /// Classifies a provider error; `provider` is the provider's configured name, which the
+    /// message names so operators know which entry of the config to look at.
+    pub fn from_provider(e: ProviderError, provider: &str) -> Self {
         let (kind, message) = match &e.kind {
             ProviderErrorKind::MissingCredential { env_var } => (
                 ErrorKind::ProviderNotConfigured,

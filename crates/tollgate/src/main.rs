@@ -1,17 +1,13 @@
 //! The `tollgate` binary: CLI, logging set-up, and wiring the concrete parts together.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::SecretString;
-use tokio::sync::Semaphore;
-use tollgate_core::Gateway;
 use tollgate_core::config::Config;
 use tollgate_core::env::{EnvSource, ProcessEnv};
-use tollgate_core::registry::Registry;
 use tollgate_server::{AppState, build_app};
 use tracing_subscriber::EnvFilter;
 
@@ -64,7 +60,10 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("TOLLGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -103,15 +102,7 @@ fn serve(path: &PathBuf, listen: Option<std::net::SocketAddr>) -> anyhow::Result
 }
 
 async fn run(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let registry = Registry::build(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let admin_key = admin_key(&ProcessEnv);
-    let state = AppState {
-        gateway: Arc::new(Gateway::new(registry)),
-        admin_key: Arc::new(admin_key),
-        metrics: tollgate_server::prometheus::handle(),
-        max_body_bytes: config.server.max_body_bytes,
-        in_flight: Arc::new(Semaphore::new(config.server.max_concurrency)),
-    };
+    let state = AppState::from_config(&config, admin_key(&ProcessEnv)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let addr = listen.unwrap_or(config.listen);
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
