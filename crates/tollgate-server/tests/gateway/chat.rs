@@ -187,3 +187,61 @@ async fn metrics_count_requests_tokens_and_upstream_errors() {
     assert!(text.contains(r#"tollgate_upstream_errors_total{provider="openai_compatible",kind="server"}"#));
     assert!(text.contains("tollgate_request_duration_seconds_bucket{"));
 }
+
+#[tokio::test]
+async fn translated_kinds_answer_in_openai_shape() {
+    let h = Harness::start(CONFIG).await;
+    for (alias, provider) in crate::harness::TRANSLATED {
+        let resp = h.chat(hello(alias)).await;
+        assert_eq!(resp.status(), 200, "{alias}");
+        assert_eq!(resp.headers()["x-tollgate-provider"], provider);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["object"], "chat.completion");
+        assert_eq!(body["choices"][0]["message"]["role"], "assistant");
+        assert_eq!(body["choices"][0]["message"]["content"], "mock: hello there", "{alias}: {body}");
+        assert_eq!(body["choices"][0]["finish_reason"], "stop", "{alias}");
+        assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{alias}: {body}");
+        assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0, "{alias}");
+    }
+    let paths: Vec<String> = h.mock.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/v1/messages", "/v1beta/models/gemini-2.5-flash:generateContent", "/v2/chat"]);
+    let anthropic = &h.mock.requests()[0];
+    assert_eq!(anthropic.header("x-api-key"), Some(PROVIDER_KEY));
+    assert_eq!(anthropic.body["system"], "be brief", "system prompt moved to Anthropic's field");
+}
+
+#[tokio::test]
+async fn translated_kinds_do_tools_and_images() {
+    let h = Harness::start(CONFIG).await;
+    let tools = json!([{"type": "function", "function": {"name": "get_weather", "description": "weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]);
+    for (alias, _) in crate::harness::TRANSLATED {
+        let resp = h.chat(json!({"model": alias, "tools": tools, "messages": [{"role": "user", "content": "weather in Paris?"}]})).await;
+        let out: Value = resp.json().await.unwrap();
+        let call = &out["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather", "{alias}: {out}");
+        let args: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, json!({"city": "Paris"}), "{alias}");
+        assert_eq!(out["choices"][0]["finish_reason"], "tool_calls", "{alias}");
+
+        let resp = h
+            .chat(json!({"model": alias, "tools": tools, "messages": [
+                {"role": "user", "content": "weather in Paris?"},
+                {"role": "assistant", "content": null, "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": call["id"], "content": "{\"sky\":\"sunny\"}"}
+            ]}))
+            .await;
+        assert_eq!(resp.status(), 200, "{alias}");
+        let out: Value = resp.json().await.unwrap();
+        assert_eq!(out["choices"][0]["message"]["content"], "mock: weather in Paris?", "{alias}: {out}");
+
+        let resp = h
+            .chat(json!({"model": alias, "messages": [{"role": "user", "content": [
+                {"type": "text", "text": "describe"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+            ]}]}))
+            .await;
+        let out: Value = resp.json().await.unwrap();
+        assert_eq!(out["choices"][0]["message"]["content"], "mock: describe [1 image(s)]", "{alias}: {out}");
+    }
+}

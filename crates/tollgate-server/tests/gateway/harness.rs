@@ -59,6 +59,10 @@ pub async fn sse_data(resp: reqwest::Response) -> Vec<String> {
         .collect()
 }
 
+/// Aliases of every kind that translates to a non-OpenAI wire format, with its provider kind.
+pub const TRANSLATED: [(&str, &str); 3] =
+    [("anthropic-chat", "anthropic"), ("gemini-chat", "gemini"), ("cohere-chat", "cohere")];
+
 /// The config used by most tests: every OpenAI-family kind, echo, and fault aliases.
 pub const CONFIG: &str = r#"
 server: { max_body_bytes: 65536 }
@@ -67,8 +71,15 @@ providers:
   azure: { kind: azure, base_url: "{mock}", api_key: "${MOCK_KEY}", api_version: "2024-10-21" }
   compat: { kind: openai_compatible, base_url: "{mock}/v1" }
   nokey: { kind: openai, base_url: "{mock}/v1", api_key: "${UNSET_TEST_KEY}" }
+  anthropic: { kind: anthropic, base_url: "{mock}", api_key: "${MOCK_KEY}" }
+  gemini: { kind: gemini, base_url: "{mock}", api_key: "${MOCK_KEY}" }
+  cohere: { kind: cohere, base_url: "{mock}", api_key: "${MOCK_KEY}" }
   echo: { kind: echo }
 models:
+  anthropic-chat: { deployments: [ { provider: anthropic, model: claude-sonnet-4-5 } ] }
+  gemini-chat: { deployments: [ { provider: gemini, model: gemini-2.5-flash } ] }
+  cohere-chat: { deployments: [ { provider: cohere, model: command-a-03-2025 } ] }
+  anthropic-overloaded: { deployments: [ { provider: anthropic, model: "c~status=529" } ] }
   openai-chat: { deployments: [ { provider: openai, model: gpt-4o-mini } ] }
   azure-chat: { deployments: [ { provider: azure, model: my-gpt4o-deployment } ] }
   compat-chat: { deployments: [ { provider: compat, model: llama-3 } ] }

@@ -136,3 +136,28 @@ async fn a_client_that_disconnects_cancels_the_upstream_stream() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn translated_kinds_stream_openai_chunks() {
+    let h = Harness::start(CONFIG).await;
+    for (alias, _) in crate::harness::TRANSLATED {
+        let events = sse_data(h.chat(stream_body(alias, Some(true))).await).await;
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{alias}");
+        assert_eq!(text_of(&events), "mock: one two three", "{alias}");
+        let chunks: Vec<Value> = events.iter().filter_map(|e| serde_json::from_str(e).ok()).collect();
+        assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"), "{alias}");
+        assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant", "{alias}");
+        assert!(chunks.iter().any(|c| c["choices"][0]["finish_reason"] == "stop"), "{alias}");
+        let usage = &chunks.last().unwrap()["usage"];
+        assert!(usage["completion_tokens"].as_u64().unwrap() > 0, "{alias}: {usage}");
+    }
+}
+
+#[tokio::test]
+async fn anthropic_overload_is_a_502_with_the_provider_named() {
+    let h = Harness::start(CONFIG).await;
+    let resp = h.chat(stream_body("anthropic-overloaded", None)).await;
+    assert_eq!(resp.status(), 502);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("anthropic"), "{body}");
+}
