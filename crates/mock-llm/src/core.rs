@@ -384,6 +384,9 @@ pub fn sse_response(events: Vec<SseEvent>, knobs: &Knobs) -> Response {
                 tokio::time::sleep(delay).await;
             }
             if cut.is_some_and(|n| i >= n) {
+                // Let the events already yielded reach the socket first: hyper drops buffered
+                // data when a body fails, which would turn a mid-stream cut into no answer.
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 return Err(std::io::Error::other("mock: disconnect mid-stream"));
             }
             Ok::<Bytes, std::io::Error>(ev.encode())

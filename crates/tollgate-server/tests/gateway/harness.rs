@@ -90,7 +90,7 @@ models:
   rejected: { deployments: [ { provider: compat, model: "m~status=400" }, { provider: compat, model: never-tried } ] }
   garbage: { deployments: [ { provider: compat, model: "m~garbage" } ] }
   hanging: { deployments: [ { provider: compat, model: "m~hang", timeouts: { first_byte: 300ms } } ] }
-  breaking: { deployments: [ { provider: compat, model: "m~disconnect_after=3,chunk_delay_ms=20" } ] }
+  breaking: { deployments: [ { provider: compat, model: "m~disconnect_after=3" } ] }
   fallback:
     deployments:
       - { provider: compat, model: "m~status=503", name: first }

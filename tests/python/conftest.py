@@ -1,0 +1,185 @@
+"""Session fixtures: one mock-llm upstream, one tollgate gateway in front of it, SDK clients.
+
+Both processes listen on ephemeral ports of 127.0.0.1; their addresses are read from their
+logs (files in a temp dir, so a full pipe can never block them). The binaries come from
+TOLLGATE_BIN / MOCK_LLM_BIN (set by scripts/test-python.sh), else $CARGO_TARGET_DIR/debug or
+target/debug.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from support import ADMIN_KEY, MOCK_KEY, UNSET_KEY_VAR, gateway_config
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 30.0
+
+# Never send the tests' loopback traffic through a proxy from the environment (the SDKs and the
+# gateway's HTTP client both honour the *_PROXY variables).
+for _var in ("NO_PROXY", "no_proxy"):
+    os.environ[_var] = ",".join(filter(None, [os.environ.get(_var), "127.0.0.1", "localhost"]))
+
+
+def _binary(env_var: str, name: str) -> Path:
+    if os.environ.get(env_var):
+        path = Path(os.environ[env_var])
+    else:
+        target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO_ROOT / "target")
+        path = target / "debug" / name
+    if not path.is_file():
+        pytest.exit(f"{path} does not exist; run: cargo build -p tollgate -p mock-llm", returncode=2)
+    return path
+
+
+class Process:
+    """A child process whose stderr goes to a file we can scan."""
+
+    def __init__(self, name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT, env=env
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, pattern: str, timeout: float = STARTUP_TIMEOUT) -> re.Match:
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = regex.search(self.log())
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not log /{pattern}/ within {timeout}s:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def mock_addr(tmp_path_factory) -> str:
+    """Starts mock-llm; yields its host:port."""
+    log_dir = tmp_path_factory.mktemp("mock-llm")
+    proc = Process("mock-llm", [str(_binary("MOCK_LLM_BIN", "mock-llm")), "--listen", "127.0.0.1:0"], log_dir)
+    try:
+        addr = proc.wait_for(r"mock-llm listening on (\S+)").group(1)
+        yield addr
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(mock_addr, tmp_path_factory):
+    """Starts tollgate in front of the mock; yields (base_url, process)."""
+    work = tmp_path_factory.mktemp("tollgate")
+    config_path = work / "tollgate.yaml"
+    # JSON is YAML: no YAML library needed.
+    config_path.write_text(json.dumps(gateway_config(mock_addr), indent=2))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.pop(UNSET_KEY_VAR, None)
+    env.update(
+        TOLLGATE_ADMIN_KEY=ADMIN_KEY,
+        MOCK_KEY=MOCK_KEY,
+        TOLLGATE_LOG="info",
+        RUST_BACKTRACE="1",
+    )
+    argv = [
+        str(_binary("TOLLGATE_BIN", "tollgate")),
+        "--config",
+        str(config_path),
+        "--log-format",
+        "json",
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    proc = Process("tollgate", argv, work, env)
+    try:
+        m = proc.wait_for(r'"address":"([^"]+)"|tollgate listening address=(\S+)')
+        addr = m.group(1) or m.group(2)
+        base = f"http://{addr}"
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2, trust_env=False).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"GET {base}/healthz never answered 200:\n{proc.log()}")
+            time.sleep(0.05)
+        yield base, proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway_url(gateway) -> str:
+    return gateway[0]
+
+
+@pytest.fixture(scope="session")
+def gateway_log(gateway):
+    """A function returning the gateway's log so far (for failure messages)."""
+    return gateway[1].log
+
+
+@pytest.fixture(scope="session")
+def client(gateway_url) -> openai.OpenAI:
+    c = openai.OpenAI(base_url=f"{gateway_url}/v1", api_key=ADMIN_KEY, max_retries=0, timeout=20)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def http(gateway_url) -> httpx.Client:
+    """A raw client with the right key, for what the SDK hides."""
+    with httpx.Client(
+        base_url=gateway_url,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=20,
+        trust_env=False,
+    ) as c:
+        yield c
+
+
+@pytest.fixture(autouse=True)
+def _show_gateway_log_on_failure(request):
+    """On failure, print the gateway's log tail (pytest shows captured output of failed tests)."""
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed and "gateway" in request.fixturenames:
+        log = request.getfixturevalue("gateway")[1].log()
+        print("---- tollgate log (tail) ----")
+        print("\n".join(log.splitlines()[-15:]))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    rep = yield
+    setattr(item, f"rep_{rep.when}", rep)
+    return rep
