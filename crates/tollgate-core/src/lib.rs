@@ -5,10 +5,13 @@
 //! - [`pipeline`]: one request, top to bottom: admit → route → call with fallback → settle;
 //! - [`metrics`]: the metric names and the helpers that record them.
 
+pub mod auth;
+pub mod byok;
 pub mod config;
 pub mod env;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod secrets;
 
 pub use pipeline::{Gateway, RequestCtx};

@@ -15,12 +15,17 @@ use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
-use tollgate_types::ports::{CallCtx, ChunkStream, CompletionStream, ProviderError, ProviderErrorKind};
+use tollgate_types::ports::store::{Change, ChangeEvent};
+use tollgate_types::ports::{
+    CallCtx, ChunkStream, CompletionStream, ProviderAdapter, ProviderError, ProviderErrorKind,
+};
 use tollgate_types::{
     Attempt, ChatChunk, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, EmbeddingsRequest,
-    EmbeddingsResponse, GatewayError, Usage,
+    EmbeddingsResponse, ErrorKind, GatewayError, Usage,
 };
 
+use crate::auth::Principal;
+use crate::byok::{CredentialSet, TenantCredentials};
 use crate::metrics::{self, RequestLabels};
 use crate::registry::{Deployment, ModelRoute, Registry};
 
@@ -31,11 +36,13 @@ mod validate;
 pub struct RequestCtx {
     pub request_id: String,
     pub started: Instant,
+    /// Who is calling (from authentication).
+    pub principal: Principal,
 }
 
 impl RequestCtx {
-    pub fn new(request_id: String) -> Self {
-        Self { request_id, started: Instant::now() }
+    pub fn new(request_id: String, principal: Principal) -> Self {
+        Self { request_id, started: Instant::now(), principal }
     }
 }
 
@@ -85,11 +92,26 @@ pub struct ModelInfo {
 /// The gateway: config-derived state shared by all requests.
 pub struct Gateway {
     registry: Registry,
+    /// Tenants' own provider credentials (absent when there is no store).
+    credentials: Option<Arc<TenantCredentials>>,
 }
 
 impl Gateway {
-    pub fn new(registry: Registry) -> Self {
-        Self { registry }
+    pub fn new(registry: Registry, credentials: Option<Arc<TenantCredentials>>) -> Self {
+        Self { registry, credentials }
+    }
+
+    /// Drops state a change makes stale (tenants' credentials and the adapters built on them).
+    pub fn apply(&self, event: ChangeEvent) {
+        if let Some(c) = &self.credentials {
+            c.apply(event);
+        }
+        if matches!(
+            event,
+            ChangeEvent::Resync | ChangeEvent::Changed(Change::Credentials(_) | Change::Tenant(_))
+        ) {
+            self.registry.forget_tenant_adapters();
+        }
     }
 
     /// `POST /v1/chat/completions`.
@@ -98,9 +120,9 @@ impl Gateway {
         if req.stream {
             let wants_usage = req.wants_stream_usage();
             let result = self
-                .call_with_fallback(ctx, route, Endpoint::Chat, |d, call| {
+                .call_with_fallback(ctx, route, Endpoint::Chat, |adapter, call| {
                     let req = &req;
-                    async move { open_stream(d.adapter.chat_stream(req, &call).await?, d.provider_kind).await }
+                    async move { open_stream(adapter.chat_stream(req, &call).await?, adapter.kind()).await }
                 })
                 .await;
             return match result {
@@ -112,9 +134,9 @@ impl Gateway {
             };
         }
         let result = self
-            .call_with_fallback(ctx, route, Endpoint::Chat, |d, call| {
+            .call_with_fallback(ctx, route, Endpoint::Chat, |adapter, call| {
                 let req = &req;
-                async move { d.adapter.chat(req, &call).await }
+                async move { adapter.chat(req, &call).await }
             })
             .await;
         match result {
@@ -134,9 +156,9 @@ impl Gateway {
     ) -> Result<Served<EmbeddingsResponse>, GatewayError> {
         let route = self.admit(ctx, Endpoint::Embeddings, &req.model, || validate::embeddings(&req))?;
         let result = self
-            .call_with_fallback(ctx, route, Endpoint::Embeddings, |d, call| {
+            .call_with_fallback(ctx, route, Endpoint::Embeddings, |adapter, call| {
                 let req = &req;
-                async move { d.adapter.embeddings(req, &call).await }
+                async move { adapter.embeddings(req, &call).await }
             })
             .await;
         match result {
@@ -158,9 +180,9 @@ impl Gateway {
     ) -> Result<CompletionOutcome, GatewayError> {
         let route = self.admit(ctx, Endpoint::Completions, &req.model, || validate::completions(&req))?;
         let outcome = if req.stream {
-            self.call_with_fallback(ctx, route, Endpoint::Completions, |d, call| {
+            self.call_with_fallback(ctx, route, Endpoint::Completions, |adapter, call| {
                 let req = &req;
-                async move { d.adapter.completions_stream(req, &call).await }
+                async move { adapter.completions_stream(req, &call).await }
             })
             .await
             .map(|s| {
@@ -168,9 +190,9 @@ impl Gateway {
                 CompletionOutcome::Stream(s)
             })
         } else {
-            self.call_with_fallback(ctx, route, Endpoint::Completions, |d, call| {
+            self.call_with_fallback(ctx, route, Endpoint::Completions, |adapter, call| {
                 let req = &req;
-                async move { d.adapter.completions(req, &call).await }
+                async move { adapter.completions(req, &call).await }
             })
             .await
             .map(|s| {
@@ -191,7 +213,8 @@ impl Gateway {
 
     // === stages ===
 
-    /// Validates the request and finds the alias; rejections are metered here.
+    /// Validates the request, checks the key may call the model, and finds the alias;
+    /// rejections are metered here.
     fn admit(
         &self,
         ctx: &RequestCtx,
@@ -199,10 +222,10 @@ impl Gateway {
         model: &str,
         validate: impl FnOnce() -> Result<(), GatewayError>,
     ) -> Result<&Arc<ModelRoute>, GatewayError> {
-        let result = validate().and_then(|()| {
+        let result = validate().and_then(|()| ctx.principal.check_model(model)).and_then(|()| {
             self.registry.route(model).ok_or_else(|| {
                 GatewayError::new(
-                    tollgate_types::ErrorKind::NotFound,
+                    tollgate_types::ErrorKind::ModelNotFound,
                     format!("The model `{model}` does not exist on this gateway; GET /v1/models lists the models you can use."),
                 )
             })
@@ -224,11 +247,24 @@ impl Gateway {
         call: F,
     ) -> Result<Served<T>, GatewayError>
     where
-        F: Fn(Arc<Deployment>, CallCtx) -> Fut,
+        F: Fn(Arc<dyn ProviderAdapter>, CallCtx) -> Fut,
         Fut: Future<Output = Result<T, ProviderError>>,
     {
+        let tenant = self.tenant_credentials(&ctx.principal).await?;
         let mut attempts = Vec::new();
+        let mut byok_missing = Vec::new();
         for deployment in &route.deployments {
+            let adapter = match &tenant {
+                None => deployment.adapter.clone(),
+                Some((set, byok_only)) => match set.get(&deployment.provider) {
+                    Some(credential) => self.registry.adapter_with(deployment, credential),
+                    None if *byok_only => {
+                        byok_missing.push(deployment.provider.as_str());
+                        continue;
+                    }
+                    None => deployment.adapter.clone(),
+                },
+            };
             let call_ctx = CallCtx {
                 upstream_model: deployment.upstream_model.clone(),
                 request_id: ctx.request_id.clone(),
@@ -236,7 +272,7 @@ impl Gateway {
                 total_timeout: deployment.timeouts.total,
                 include_usage: true,
             };
-            match call(deployment.clone(), call_ctx).await {
+            match call(adapter, call_ctx).await {
                 Ok(value) => return Ok(Served { value, deployment: deployment.clone() }),
                 Err(error) => {
                     metrics::record_upstream_error(deployment.provider_kind, &error.kind);
@@ -260,7 +296,29 @@ impl Gateway {
                 }
             }
         }
+        if attempts.is_empty() && !byok_missing.is_empty() {
+            byok_missing.dedup();
+            return Err(GatewayError::new(
+                ErrorKind::Forbidden,
+                format!(
+                    "This tenant uses only its own provider keys (byok_only) and has none for {}; add one with POST /admin/v1/credentials.",
+                    byok_missing.join(", ")
+                ),
+            ));
+        }
         Err(GatewayError::from_attempts(attempts))
+    }
+
+    /// For a tenant key: the tenant's credentials and whether it forbids the gateway's keys.
+    async fn tenant_credentials(
+        &self,
+        principal: &Principal,
+    ) -> Result<Option<(CredentialSet, bool)>, GatewayError> {
+        match (principal, &self.credentials) {
+            (Principal::Key(k), Some(c)) => Ok(Some((c.for_tenant(k.tenant_id).await?, k.policy.byok_only))),
+            (Principal::Key(k), None) if k.policy.byok_only => Ok(Some((CredentialSet::default(), true))),
+            _ => Ok(None),
+        }
     }
 
     fn settle_error(

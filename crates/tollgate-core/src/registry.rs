@@ -6,13 +6,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate_providers::{ProviderSettings, build_adapter, http::build_client};
-use tollgate_types::ports::ProviderAdapter;
+use async_trait::async_trait;
+use parking_lot::RwLock;
+use tollgate_providers::{Credential, ProviderKind, ProviderSettings, build_adapter, http::build_client};
+use tollgate_types::ports::{CallCtx, ChunkStream, ProviderAdapter, ProviderError};
+use tollgate_types::tenancy::CredentialId;
+use tollgate_types::{ChatRequest, ChatResponse};
+
+use crate::byok::TenantCredential;
 
 use crate::config::{Config, ConfigError, ConfigIssue, Timeouts};
 
 /// One way to serve an alias: a provider, an upstream model and its deadlines.
 pub struct Deployment {
+    /// Position in the registry; with a credential id it keys tenant-specific adapters.
+    pub index: usize,
     /// Shown in `x-tollgate-deployment`, metrics and logs.
     pub name: String,
     /// The provider entry's name in the config.
@@ -21,7 +29,11 @@ pub struct Deployment {
     pub provider_kind: &'static str,
     pub upstream_model: String,
     pub timeouts: Timeouts,
+    /// The adapter with the gateway's own credential for this provider.
     pub adapter: Arc<dyn ProviderAdapter>,
+    /// What the adapter was built from, to build variants with a tenant's credential.
+    kind: ProviderKind,
+    settings: ProviderSettings,
 }
 
 /// An alias and its deployments, in the order they are tried.
@@ -33,6 +45,9 @@ pub struct ModelRoute {
 
 pub struct Registry {
     routes: HashMap<String, Arc<ModelRoute>>,
+    /// Adapters using a tenant's own credential, by deployment and credential id (never by
+    /// key material). Built on first use.
+    tenant_adapters: RwLock<HashMap<(usize, CredentialId), Arc<dyn ProviderAdapter>>>,
     /// Aliases in name order, for `GET /v1/models`.
     aliases: Vec<String>,
 }
@@ -43,6 +58,7 @@ impl Registry {
         let mut clients: BTreeMap<Duration, reqwest::Client> = BTreeMap::new();
         let mut routes = HashMap::with_capacity(config.models.len());
         let mut issues = Vec::new();
+        let mut index = 0;
         for (alias, model) in &config.models {
             let mut deployments = Vec::with_capacity(model.deployments.len());
             for (i, d) in model.deployments.iter().enumerate() {
@@ -71,8 +87,11 @@ impl Registry {
                     api_version: provider.api_version.clone(),
                     http,
                 };
-                match build_adapter(provider.kind, settings) {
+                match build_adapter(provider.kind, settings.clone()) {
                     Ok(adapter) => deployments.push(Arc::new(Deployment {
+                        index: post_inc(&mut index),
+                        kind: provider.kind,
+                        settings,
                         name: d.name.clone(),
                         provider: d.provider.clone(),
                         provider_kind: provider.kind.as_str(),
@@ -97,7 +116,31 @@ impl Registry {
         }
         let mut aliases: Vec<String> = routes.keys().cloned().collect();
         aliases.sort();
-        Ok(Self { routes, aliases })
+        Ok(Self { routes, aliases, tenant_adapters: RwLock::default() })
+    }
+
+    /// The deployment's adapter using a tenant's own credential.
+    pub fn adapter_with(&self, d: &Deployment, credential: &TenantCredential) -> Arc<dyn ProviderAdapter> {
+        let key = (d.index, credential.id);
+        if let Some(a) = self.tenant_adapters.read().get(&key) {
+            return a.clone();
+        }
+        let settings =
+            ProviderSettings { credential: Credential::Key(credential.secret.clone()), ..d.settings.clone() };
+        // Building cannot fail for settings that already built once; fall back to the
+        // gateway's adapter would silently use the wrong key, so keep the error visible.
+        match build_adapter(d.kind, settings) {
+            Ok(adapter) => {
+                self.tenant_adapters.write().insert(key, adapter.clone());
+                adapter
+            }
+            Err(e) => Arc::new(FailingAdapter(e)),
+        }
+    }
+
+    /// Drops adapters built with credentials that changed.
+    pub fn forget_tenant_adapters(&self) {
+        self.tenant_adapters.write().clear();
     }
 
     pub fn route(&self, alias: &str) -> Option<&Arc<ModelRoute>> {
@@ -107,5 +150,27 @@ impl Registry {
     /// Every alias with its route, in name order.
     pub fn routes(&self) -> impl Iterator<Item = &Arc<ModelRoute>> {
         self.aliases.iter().filter_map(|a| self.routes.get(a))
+    }
+}
+
+fn post_inc(n: &mut usize) -> usize {
+    let v = *n;
+    *n += 1;
+    v
+}
+
+/// Stands in for an adapter that could not be built: every call returns the build error.
+struct FailingAdapter(ProviderError);
+
+#[async_trait]
+impl ProviderAdapter for FailingAdapter {
+    fn kind(&self) -> &'static str {
+        self.0.provider
+    }
+    async fn chat(&self, _: &ChatRequest, _: &CallCtx) -> Result<ChatResponse, ProviderError> {
+        Err(self.0.clone())
+    }
+    async fn chat_stream(&self, _: &ChatRequest, _: &CallCtx) -> Result<ChunkStream, ProviderError> {
+        Err(self.0.clone())
     }
 }

@@ -8,12 +8,19 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use futures::StreamExt;
 use metrics_exporter_prometheus::PrometheusHandle;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tollgate_core::Gateway;
+use tollgate_core::auth::Authenticator;
+use tollgate_core::byok::TenantCredentials;
 use tollgate_core::config::{Config, ConfigError};
 use tollgate_core::registry::Registry;
+use tollgate_core::secrets::MasterKeys;
+use tollgate_types::ports::store::Store;
 use tollgate_types::{ErrorKind, GatewayError};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -26,8 +33,12 @@ use crate::{auth, observe};
 #[derive(Clone)]
 pub struct AppState {
     pub gateway: Arc<Gateway>,
-    /// The bootstrap key every request must present (until tenancy lands).
-    pub admin_key: Arc<SecretString>,
+    /// Keys → principals (the bootstrap key, and tenants' keys through the store).
+    pub auth: Arc<Authenticator>,
+    /// Tenancy records; `None` runs the gateway with the bootstrap key only.
+    pub store: Option<Store>,
+    /// Seals tenants' provider credentials.
+    pub master_keys: Arc<MasterKeys>,
     pub metrics: PrometheusHandle,
     pub max_body_bytes: usize,
     /// Permits for requests in flight; none left means shed with 503.
@@ -35,19 +46,67 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state a config describes: the registry (every adapter and HTTP client) and
-    /// the limits. `admin_key` is the bootstrap key clients must present.
-    pub fn from_config(config: &Config, admin_key: SecretString) -> Result<Self, ConfigError> {
+    /// Builds the state a config describes: the registry (every adapter and HTTP client), the
+    /// authenticator and the limits. `admin_key` is the bootstrap (super-admin) key.
+    pub fn from_config(
+        config: &Config,
+        admin_key: &SecretString,
+        store: Option<Store>,
+        master_keys: MasterKeys,
+    ) -> Result<Self, ConfigError> {
         let registry = Registry::build(config)?;
+        let master_keys = Arc::new(master_keys);
+        let credentials =
+            store.as_ref().map(|s| Arc::new(TenantCredentials::new(s.admin.clone(), master_keys.clone())));
+        let auth = Authenticator::new(admin_key.expose_secret(), store.as_ref().map(|s| s.auth.clone()));
         Ok(Self {
-            gateway: Arc::new(Gateway::new(registry)),
-            admin_key: Arc::new(admin_key),
+            gateway: Arc::new(Gateway::new(registry, credentials)),
+            auth: Arc::new(auth),
+            store,
+            master_keys,
             metrics: crate::prometheus::handle(),
             max_body_bytes: config.server.max_body_bytes,
             in_flight: Arc::new(Semaphore::new(config.server.max_concurrency)),
         })
     }
+
+    /// Starts the background work the state needs, on `tasks`, until `shutdown` fires:
+    /// applying the store's change feed to the caches, and writing keys' last-used times (a
+    /// final flush happens on shutdown).
+    pub fn spawn_background(&self, tasks: &TaskTracker, shutdown: CancellationToken) {
+        let Some(store) = &self.store else { return };
+        let mut changes = store.changes.subscribe();
+        let (auth, gateway, stop) = (self.auth.clone(), self.gateway.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    event = changes.next() => match event {
+                        Some(event) => {
+                            auth.apply(event);
+                            gateway.apply(event);
+                        }
+                        None => break,
+                    },
+                }
+            }
+        });
+        let auth = self.auth.clone();
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(USAGE_FLUSH_EVERY);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = tick.tick() => auth.flush_usage().await,
+                }
+            }
+            auth.flush_usage().await;
+        });
+    }
 }
+
+/// How often keys' last-used times are written.
+const USAGE_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Builds the app. Layers, outermost first (each sees what the ones inside it return):
 ///

@@ -20,8 +20,12 @@ pub enum ErrorKind {
     Unauthenticated,
     /// The key is valid but may not do this.
     Forbidden,
-    /// Unknown model alias or route.
+    /// Unknown model alias.
+    ModelNotFound,
+    /// Unknown route or resource.
     NotFound,
+    /// The change conflicts with existing state (a duplicate name, a project with live keys).
+    Conflict,
     /// A gateway limit was hit.
     RateLimited,
     /// A spend cap was hit.
@@ -49,7 +53,8 @@ impl ErrorKind {
             ErrorKind::InvalidRequest => 400,
             ErrorKind::Unauthenticated => 401,
             ErrorKind::Forbidden => 403,
-            ErrorKind::NotFound => 404,
+            ErrorKind::ModelNotFound | ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::RateLimited | ErrorKind::BudgetExceeded | ErrorKind::UpstreamRateLimited => 429,
@@ -68,8 +73,10 @@ impl ErrorKind {
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::Unauthenticated => "invalid_api_key",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::NotFound => "not_found",
             ErrorKind::Forbidden => "forbidden",
-            ErrorKind::NotFound => "model_not_found",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::RateLimited => "rate_limit_exceeded",
             ErrorKind::BudgetExceeded => "insufficient_quota",
             ErrorKind::ProviderNotConfigured => "provider_not_configured",
@@ -88,7 +95,9 @@ impl ErrorKind {
             ErrorKind::InvalidRequest
             | ErrorKind::PayloadTooLarge
             | ErrorKind::UnsupportedMediaType
+            | ErrorKind::ModelNotFound
             | ErrorKind::NotFound
+            | ErrorKind::Conflict
             | ErrorKind::UpstreamRejected { .. } => "invalid_request_error",
             ErrorKind::Unauthenticated => "authentication_error",
             ErrorKind::Forbidden => "permission_error",
@@ -110,7 +119,9 @@ impl ErrorKind {
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Forbidden => "forbidden",
+            ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
             ErrorKind::RateLimited => "rate_limited",
             ErrorKind::BudgetExceeded => "budget_exceeded",
             ErrorKind::ProviderNotConfigured => "provider_not_configured",
@@ -164,7 +175,9 @@ impl GatewayError {
             | ErrorKind::UnsupportedMediaType
             | ErrorKind::Unauthenticated
             | ErrorKind::Forbidden
+            | ErrorKind::ModelNotFound
             | ErrorKind::NotFound
+            | ErrorKind::Conflict
             | ErrorKind::RateLimited
             | ErrorKind::BudgetExceeded => ErrorOrigin::Client,
             ErrorKind::UpstreamRejected { .. }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ids;
 pub mod legacy;
 pub mod ports;
+pub mod tenancy;
 pub mod usage;
 
 pub use chat::*;

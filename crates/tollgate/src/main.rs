@@ -8,6 +8,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use secrecy::SecretString;
 use tollgate_core::config::Config;
 use tollgate_core::env::{EnvSource, ProcessEnv};
+use tollgate_core::secrets::MasterKeys;
 use tollgate_server::{AppState, build_app};
 use tracing_subscriber::EnvFilter;
 
@@ -102,7 +103,8 @@ fn serve(path: &PathBuf, listen: Option<std::net::SocketAddr>) -> anyhow::Result
 }
 
 async fn run(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let state = AppState::from_config(&config, admin_key(&ProcessEnv)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let state = AppState::from_config(&config, &admin_key(&ProcessEnv), None, MasterKeys::none())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let addr = listen.unwrap_or(config.listen);
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

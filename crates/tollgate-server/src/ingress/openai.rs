@@ -10,6 +10,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 use tollgate_core::RequestCtx;
+use tollgate_core::auth::Principal;
 use tollgate_core::pipeline::{ChatOutcome, CompletionOutcome};
 use tollgate_types::{ChatRequest, CompletionRequest, EmbeddingsRequest, ErrorKind, GatewayError};
 
@@ -23,9 +24,10 @@ use crate::sse;
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(RequestId(id)): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = RequestCtx::new(id);
+    let ctx = RequestCtx::new(id, principal);
     Ok(match state.gateway.chat(&ctx, req).await? {
         ChatOutcome::Json(s) => with_served(json_response(&s.value)?, &s.deployment),
         ChatOutcome::Stream(s) => with_served(sse::response(s.value), &s.deployment),
@@ -35,9 +37,10 @@ pub async fn chat_completions(
 pub async fn completions(
     State(state): State<AppState>,
     Extension(RequestId(id)): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
     JsonBody(req): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = RequestCtx::new(id);
+    let ctx = RequestCtx::new(id, principal);
     Ok(match state.gateway.completions(&ctx, req).await? {
         CompletionOutcome::Json(s) => with_served(json_response(&s.value)?, &s.deployment),
         CompletionOutcome::Stream(s) => {
@@ -50,9 +53,10 @@ pub async fn completions(
 pub async fn embeddings(
     State(state): State<AppState>,
     Extension(RequestId(id)): Extension<RequestId>,
+    Extension(principal): Extension<Principal>,
     JsonBody(req): JsonBody<EmbeddingsRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = RequestCtx::new(id);
+    let ctx = RequestCtx::new(id, principal);
     let served = state.gateway.embeddings(&ctx, req).await?;
     Ok(with_served(json_response(&served.value)?, &served.deployment))
 }
@@ -69,7 +73,7 @@ pub async fn get_model(
     match state.gateway.models().into_iter().find(|m| m.alias == model) {
         Some(m) => Ok(axum::Json(model_object(&m.alias)).into_response()),
         None => Err(GatewayError::new(
-            ErrorKind::NotFound,
+            ErrorKind::ModelNotFound,
             format!("The model `{model}` does not exist on this gateway."),
         )
         .into()),

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use mock_llm::MockLlm;
 use secrecy::SecretString;
 use tollgate_core::config::Config;
+use tollgate_core::secrets::MasterKeys;
 use tollgate_server::{AppState, build_app};
 
 pub const KEY: &str = "test-admin-key";
@@ -26,7 +27,8 @@ impl Harness {
         let yaml = yaml.replace("{mock}", &mock.base_url());
         let env = HashMap::from([("MOCK_KEY".to_owned(), PROVIDER_KEY.to_owned())]);
         let (config, _warnings) = Config::parse(&yaml, &env).unwrap_or_else(|e| panic!("test config: {e}"));
-        let state = AppState::from_config(&config, SecretString::from(KEY)).unwrap();
+        let state =
+            AppState::from_config(&config, &SecretString::from(KEY), None, MasterKeys::none()).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -2,6 +2,7 @@
 //! binary knows them all.
 
 pub mod provider;
+pub mod store;
 
 pub use provider::{
     CallCtx, ChunkStream, CompletionStream, ProviderAdapter, ProviderError, ProviderErrorKind,
