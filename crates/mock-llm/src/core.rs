@@ -155,6 +155,11 @@ impl MockLlm {
         let app = router(state.clone());
         #[expect(clippy::disallowed_methods, reason = "test/bench server, not part of the gateway")]
         tokio::spawn(async move {
+            // Real providers flush each SSE event at once; without TCP_NODELAY small writes
+            // would wait for delayed ACKs and every stream through the mock would be slow.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
                 let _ = rx.await;
             });

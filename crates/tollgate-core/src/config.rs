@@ -29,6 +29,9 @@ pub struct RawConfig {
     /// HTTP server limits.
     #[serde(default)]
     pub server: RawServerConfig,
+    /// Where tenants, keys and credentials live.
+    #[serde(default)]
+    pub store: RawStoreConfig,
     /// Upstream providers by name.
     #[serde(default)]
     pub providers: BTreeMap<String, RawProviderConfig>,
@@ -51,6 +54,19 @@ pub struct RawServerConfig {
     /// How long a graceful shutdown waits for in-flight requests (default 30s).
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStoreConfig {
+    /// `sqlite://path/to/file.db` (a path relative to the config file) or
+    /// `postgres://tollgate_app@host/db`. Default: `tollgate.db` next to the config file.
+    pub url: Option<String>,
+    /// PostgreSQL only: the URL of the role that owns the tables, used to run migrations
+    /// (default: `url`).
+    pub owner_url: Option<String>,
+    /// Run the embedded migrations at start-up (default true).
+    pub migrate: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +140,7 @@ pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct Config {
     pub listen: SocketAddr,
     pub server: ServerConfig,
+    pub store: StoreConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -133,6 +150,15 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     pub max_concurrency: usize,
     pub shutdown_grace: Duration,
+}
+
+/// Where the store lives. Secrets in URLs stay in `SecretString`s.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `None`: the default SQLite file next to the config file (the binary resolves it).
+    pub url: Option<SecretString>,
+    pub owner_url: Option<SecretString>,
+    pub migrate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -270,6 +296,26 @@ impl RawConfig {
             issues.push("server.max_concurrency", "must be greater than 0");
         }
 
+        let mut store_url = |field: &str, v: Option<String>| match v.map(|u| interpolate(&u, env)) {
+            None => None,
+            Some(Ok(u)) if u.starts_with("postgres://") || u.starts_with("postgresql://") || u.starts_with("sqlite:") => {
+                Some(SecretString::from(u))
+            }
+            Some(Ok(_)) => {
+                issues.push(format!("store.{field}"), "must start with sqlite:, postgres:// or postgresql://");
+                None
+            }
+            Some(Err(e)) => {
+                issues.push(format!("store.{field}"), describe(e));
+                None
+            }
+        };
+        let store = StoreConfig {
+            url: store_url("url", self.store.url),
+            owner_url: store_url("owner_url", self.store.owner_url),
+            migrate: self.store.migrate.unwrap_or(true),
+        };
+
         let mut providers = BTreeMap::new();
         for (name, raw) in self.providers {
             if let Some(p) = validate_provider(&name, raw, env, &mut issues, &mut warnings) {
@@ -323,7 +369,7 @@ impl RawConfig {
         }
 
         if issues.0.is_empty() {
-            Ok((Config { listen, server, providers, models }, warnings))
+            Ok((Config { listen, server, store, providers, models }, warnings))
         } else {
             Err(ConfigError { issues: issues.0 })
         }

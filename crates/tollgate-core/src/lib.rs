@@ -5,6 +5,7 @@
 //! - [`pipeline`]: one request, top to bottom: admit → route → call with fallback → settle;
 //! - [`metrics`]: the metric names and the helpers that record them.
 
+pub mod admin;
 pub mod auth;
 pub mod byok;
 pub mod config;

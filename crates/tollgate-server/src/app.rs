@@ -132,6 +132,7 @@ pub fn build_app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(crate::admin::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
@@ -171,10 +172,21 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
-    // The config is loaded and the registry built before the listener opens; with a store
-    // (next issue) this also checks it is reachable.
+    // The config is loaded and every adapter built before the listener opens; what can still
+    // fail is the store.
+    let store = match &state.store {
+        None => "none",
+        Some(store) => match store.auth.ping().await {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::warn!(error = %e, "readiness: the store is unreachable");
+                let body = serde_json::json!({"status": "unavailable", "store": "unreachable"});
+                return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+            }
+        },
+    };
     let models = state.gateway.models().len();
-    axum::Json(serde_json::json!({"status": "ready", "models": models})).into_response()
+    axum::Json(serde_json::json!({"status": "ready", "store": store, "models": models})).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -1,6 +1,7 @@
 //! The HTTP front of Tollgate: the axum app, the OpenAI-compatible ingress, errors in the
 //! caller's dialect, authentication and metrics. The pipeline itself lives in `tollgate-core`.
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod errors;

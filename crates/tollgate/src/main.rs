@@ -1,6 +1,8 @@
 //! The `tollgate` binary: CLI, logging set-up, and wiring the concrete parts together.
 
-use std::path::PathBuf;
+mod commands;
+
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -8,7 +10,8 @@ use rand::distr::{Alphanumeric, SampleString};
 use secrecy::SecretString;
 use tollgate_core::config::Config;
 use tollgate_core::env::{EnvSource, ProcessEnv};
-use tollgate_core::secrets::MasterKeys;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tollgate_server::{AppState, build_app};
 use tracing_subscriber::EnvFilter;
 
@@ -35,6 +38,23 @@ enum Command {
     },
     /// Validate the config file and report every problem with its path.
     CheckConfig,
+    /// Run the store's migrations (PostgreSQL: as `store.owner_url`).
+    Migrate,
+    /// Create a tenant with an owner, a project and an admin key for the owner; print the key.
+    Bootstrap {
+        /// The tenant's name.
+        #[arg(long)]
+        tenant: String,
+        /// The owner member's name (e.g. an email address).
+        #[arg(long)]
+        owner: String,
+        /// The first project's name.
+        #[arg(long, default_value = "default")]
+        project: String,
+    },
+    /// Re-encrypt every stored provider credential under the first key of
+    /// TOLLGATE_ENCRYPTION_KEY (list the old key after it while rotating).
+    RotateEncryptionKey,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -49,6 +69,11 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve { listen: None }) {
         Command::CheckConfig => check_config(&cli.config),
         Command::Serve { listen } => serve(&cli.config, listen),
+        Command::Migrate => with_runtime(commands::migrate(&cli.config)),
+        Command::Bootstrap { tenant, owner, project } => {
+            with_runtime(commands::bootstrap(&cli.config, tenant, owner, project))
+        }
+        Command::RotateEncryptionKey => with_runtime(commands::rotate_encryption_key(&cli.config)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -71,13 +96,23 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn load_config(path: &PathBuf) -> anyhow::Result<(Config, Vec<tollgate_core::config::ConfigWarning>)> {
+fn with_runtime(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    install_crypto_provider();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(f)
+}
+
+fn install_crypto_provider() {
+    // One crypto provider for every TLS client in the process (see DEPENDENCIES.md).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
+pub(crate) fn load_config(path: &Path) -> anyhow::Result<(Config, Vec<tollgate_core::config::ConfigWarning>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     Config::parse(&text, &ProcessEnv).map_err(|e| anyhow::anyhow!("{} is invalid:\n{e}", path.display()))
 }
 
-fn check_config(path: &PathBuf) -> anyhow::Result<()> {
+fn check_config(path: &Path) -> anyhow::Result<()> {
     let (config, warnings) = load_config(path)?;
     for w in &warnings {
         eprintln!("warning: {}: {}", w.path, w.message);
@@ -91,20 +126,22 @@ fn check_config(path: &PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(path: &PathBuf, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+fn serve(path: &Path, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
     let (config, warnings) = load_config(path)?;
     for w in &warnings {
         tracing::warn!(path = %w.path, "{}", w.message);
     }
-    // One crypto provider for every TLS client in the process (see DEPENDENCIES.md).
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(run(config, listen))
+    with_runtime(run(path, config, listen))
 }
 
-async fn run(config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
-    let state = AppState::from_config(&config, &admin_key(&ProcessEnv), None, MasterKeys::none())
+async fn run(path: &Path, config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let store = commands::open_store(path, &config).await?;
+    let master_keys = commands::master_keys(&ProcessEnv)?;
+    let state = AppState::from_config(&config, &admin_key(&ProcessEnv), Some(store), master_keys)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tasks = TaskTracker::new();
+    let stop_background = CancellationToken::new();
+    state.spawn_background(&tasks, stop_background.clone());
     let addr = listen.unwrap_or(config.listen);
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

@@ -61,8 +61,15 @@ pub async fn embeddings(
     Ok(with_served(json_response(&served.value)?, &served.deployment))
 }
 
-pub async fn list_models(State(state): State<AppState>) -> Response {
-    let data: Vec<_> = state.gateway.models().into_iter().map(|m| model_object(&m.alias)).collect();
+/// The aliases this key may call.
+pub async fn list_models(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Response {
+    let data: Vec<_> = state
+        .gateway
+        .models()
+        .into_iter()
+        .filter(|m| principal.check_model(&m.alias).is_ok())
+        .map(|m| model_object(&m.alias))
+        .collect();
     axum::Json(json!({"object": "list", "data": data})).into_response()
 }
 

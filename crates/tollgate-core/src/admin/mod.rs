@@ -1,0 +1,2 @@
+//! The admin service: role checks, key generation and credential sealing in front of the
+//! store (being written).

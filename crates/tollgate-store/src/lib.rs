@@ -1,0 +1,54 @@
+//! The stores behind the tenancy ports of `tollgate-types`: [`sqlite::SqliteStore`] (the
+//! default: one file, WAL mode) and [`postgres::PostgresStore`] (many nodes; row-level security
+//! enforces tenant isolation in the database itself). Both pass one contract suite
+//! (`tests/contract`). Migrations are embedded and run by [`open`] at start or by
+//! `tollgate migrate`.
+
+pub mod postgres;
+pub mod sqlite;
+pub mod validate;
+
+pub use tollgate_types::ports::store::Store;
+use tollgate_types::ports::store::StoreError;
+
+/// Which store a URL selects: `postgres://` or `postgresql://` → PostgreSQL; `sqlite:` or a
+/// plain path → SQLite.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Maps sqlx errors to the port's error, keeping the database's details out of client messages.
+pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound("record"),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+/// Opens the store a URL names, running the embedded migrations first when `migrate` is set.
+/// PostgreSQL migrations run as `owner_url` (the role owning the tables; default `url`), the
+/// gateway then connects as `url` (the `tollgate_app` role, which owns nothing).
+pub async fn open(url: &str, owner_url: Option<&str>, migrate: bool) -> Result<Store, StoreError> {
+    if is_postgres_url(url) {
+        if migrate {
+            postgres::PostgresStore::migrate(owner_url.unwrap_or(url)).await?;
+        }
+        return Ok(postgres::PostgresStore::connect(url).await?.into_store());
+    }
+    let store = sqlite::SqliteStore::open(url).await?;
+    if migrate {
+        store.migrate().await?;
+    }
+    Ok(store.into_store())
+}
+
+/// Runs the migrations of the store a URL names (`tollgate migrate`).
+pub async fn migrate(url: &str, owner_url: Option<&str>) -> Result<(), StoreError> {
+    if is_postgres_url(url) {
+        return postgres::PostgresStore::migrate(owner_url.unwrap_or(url)).await;
+    }
+    sqlite::SqliteStore::open(url).await?.migrate().await
+}

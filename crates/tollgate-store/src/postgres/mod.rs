@@ -1,0 +1,197 @@
+//! [`PostgresStore`]: the tenancy store for many gateway nodes sharing one PostgreSQL.
+//!
+//! Isolation is enforced by the database, not only by `WHERE` clauses: every tenant-scoped table
+//! has row-level security keyed on the per-transaction setting `tollgate.tenant_id`, and the
+//! gateway connects as `tollgate_app`, which owns no table and cannot bypass the policies. Each
+//! tenant-scoped method runs in a transaction whose first statement sets the tenant
+//! ([`PostgresStore::tenant_tx`]). The few lookups that happen before a tenant is known (key
+//! authentication) or across tenants (super-admin) call narrow `SECURITY DEFINER` functions
+//! defined by the migration. Changes are broadcast to every node with `NOTIFY` (see
+//! [`changes`]). Operators: `docs/postgres.md`.
+
+mod admin;
+mod auth;
+mod changes;
+mod rows;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{PgConnection, Postgres, Transaction};
+use tollgate_types::ports::store::{Change, StoreError};
+use tollgate_types::tenancy::{Actor, PageRequest, TenantId};
+
+use crate::{Store, db_error};
+
+pub use changes::PgChangeFeed;
+
+/// The channel every node `LISTEN`s on; payloads are `key:<uuid>`, `tenant:<uuid>` and
+/// `credentials:<uuid>` (see [`changes`]).
+pub const CHANGE_CHANNEL: &str = "tollgate_changes";
+
+/// The PostgreSQL store. Cheap to clone (a pool handle and the shared change feed).
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+    changes: Arc<PgChangeFeed>,
+}
+
+// === impl PostgresStore ===
+
+impl PostgresStore {
+    /// Connects as the application role (`tollgate_app`) and starts listening for changes made
+    /// by every node. The schema must already be migrated by the owner ([`Self::migrate`]).
+    pub async fn connect(app_url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(app_url)
+            .await
+            .map_err(db_error)?;
+        // Listening starts before `connect` returns, so a subscriber never misses a change made
+        // after the store was handed out.
+        let changes = PgChangeFeed::start(app_url).await?;
+        Ok(Self { pool, changes: Arc::new(changes) })
+    }
+
+    /// Connects as the owner role and runs the embedded migrations (creating the
+    /// `tollgate_app` role if it is missing). Safe to run concurrently: sqlx takes an advisory
+    /// lock per database.
+    pub async fn migrate(owner_url: &str) -> Result<(), StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(owner_url)
+            .await
+            .map_err(db_error)?;
+        let result = sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| {
+            StoreError::Internal(format!(
+                "postgres migration failed (it must run as the role that owns the tables, \
+                     not as tollgate_app): {e}"
+            ))
+        });
+        pool.close().await;
+        result
+    }
+
+    /// The store as the gateway uses it.
+    pub fn store(&self) -> Store {
+        Store { auth: Arc::new(self.clone()), admin: Arc::new(self.clone()), changes: self.changes.clone() }
+    }
+
+    /// Like [`Self::store`], consuming `self`.
+    pub fn into_store(self) -> Store {
+        self.store()
+    }
+
+    /// Begins a transaction bound to `tenant`: its first statement sets `tollgate.tenant_id`
+    /// (transaction-local, so a pooled connection never carries it into the next use), and
+    /// row-level security then hides every other tenant's rows from every statement after it.
+    async fn tenant_tx(&self, tenant: TenantId) -> Result<Transaction<'static, Postgres>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_error)?;
+        set_tenant(&mut tx, tenant).await?;
+        Ok(tx)
+    }
+}
+
+/// Sets the row-level-security tenant for the rest of the current transaction.
+async fn set_tenant(conn: &mut PgConnection, tenant: TenantId) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('tollgate.tenant_id', $1, true)")
+        .bind(tenant.0.to_string())
+        .execute(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// Queues a change notification. `NOTIFY` is transactional: it is delivered only if, and when,
+/// the surrounding transaction commits, so no node hears of a change that was rolled back.
+async fn notify(conn: &mut PgConnection, change: Change) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify('tollgate_changes', $1)")
+        .bind(changes::encode(change))
+        .execute(conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+/// One audit record, written in the caller's transaction (so there is no change without it).
+struct AuditEntry<'a> {
+    tenant: TenantId,
+    actor: &'a Actor,
+    action: &'static str,
+    resource_type: &'static str,
+    resource_id: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+}
+
+async fn write_audit(conn: &mut PgConnection, entry: AuditEntry<'_>) -> Result<(), StoreError> {
+    let actor = to_json(entry.actor)?;
+    sqlx::query(
+        "INSERT INTO audit_log (id, tenant_id, actor, action, resource_type, resource_id, before, after, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now())",
+    )
+    .bind(tollgate_types::tenancy::AuditId::new().0)
+    .bind(entry.tenant.0)
+    .bind(actor)
+    .bind(entry.action)
+    .bind(entry.resource_type)
+    .bind(entry.resource_id)
+    .bind(entry.before)
+    .bind(entry.after)
+    .execute(conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Internal(format!("serialize: {e}")))
+}
+
+/// The page size actually used: 1..=MAX_LIMIT.
+fn page_limit(page: &PageRequest) -> usize {
+    page.limit.clamp(1, PageRequest::MAX_LIMIT) as usize
+}
+
+/// Rows fetched with `LIMIT limit + 1`: the extra row only says there is a next page.
+fn finish_page<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    id: impl Fn(&T) -> uuid::Uuid,
+) -> tollgate_types::tenancy::Page<T> {
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(id)
+    } else {
+        None
+    };
+    tollgate_types::tenancy::Page { data: rows, next }
+}
+
+/// What a write's database error means, given what was being written. Unique violations become
+/// `Conflict` naming the field and value (mapped from the database's own check, never a racy
+/// pre-check); foreign-key violations become `NotFound` for the referenced record.
+fn write_error(e: sqlx::Error, conflict: impl FnOnce(&str) -> StoreError) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        match db.code().as_deref() {
+            Some("23505") => return conflict(db.constraint().unwrap_or_default()),
+            Some("23503") => {
+                return match db.constraint().unwrap_or_default() {
+                    "api_keys_project_fkey" => StoreError::NotFound("project"),
+                    _ => StoreError::NotFound("tenant"),
+                };
+            }
+            Some("23514") => {
+                return StoreError::Invalid(format!(
+                    "value rejected by check {}",
+                    db.constraint().unwrap_or("constraint")
+                ));
+            }
+            _ => {}
+        }
+    }
+    db_error(e)
+}

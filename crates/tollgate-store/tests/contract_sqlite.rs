@@ -1,0 +1,63 @@
+//! The store contract (`tests/contract`) on SQLite: each test gets its own database file in the
+//! system temp directory, removed when the test ends.
+
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
+
+#[macro_use]
+mod contract;
+
+use std::path::PathBuf;
+
+use tollgate_store::Store;
+use tollgate_store::sqlite::SqliteStore;
+
+/// Removes the test's database file (and its WAL side files) when dropped.
+struct TempDb(PathBuf);
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut path = self.0.clone().into_os_string();
+            path.push(suffix);
+            // Best effort: a leftover temp file is not worth failing a test over.
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// A migrated store on a fresh file.
+async fn fresh_sqlite() -> (Store, TempDb) {
+    let path = std::env::temp_dir().join(format!("tollgate-store-{}.db", uuid::Uuid::now_v7()));
+    let guard = TempDb(path.clone());
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    store.migrate().await.unwrap();
+    (store.into_store(), guard)
+}
+
+store_contract!(fresh_sqlite());
+
+/// Opening an existing file again (and migrating twice) keeps its data.
+#[tokio::test]
+async fn reopening_keeps_data() {
+    use tollgate_types::ports::store::NewTenant;
+    use tollgate_types::tenancy::{Actor, PageRequest, TenantPolicy};
+
+    let path = std::env::temp_dir().join(format!("tollgate-store-{}.db", uuid::Uuid::now_v7()));
+    let _guard = TempDb(path.clone());
+    let url = format!("sqlite:{}", path.display());
+    let first = SqliteStore::open(&url).await.unwrap();
+    first.migrate().await.unwrap();
+    let store = first.clone().into_store();
+    let t = store
+        .admin
+        .create_tenant(NewTenant { name: "acme".into(), policy: TenantPolicy::default() }, &Actor::Cli)
+        .await
+        .unwrap();
+    first.pool().close().await;
+
+    let again = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    again.migrate().await.unwrap();
+    let store = again.into_store();
+    assert_eq!(store.admin.get_tenant(t.id).await.unwrap(), t);
+    assert_eq!(store.admin.list_tenants(PageRequest::first(10)).await.unwrap().data.len(), 1);
+}

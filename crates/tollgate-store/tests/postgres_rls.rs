@@ -1,0 +1,448 @@
+//! Row-level security in PostgreSQL, proven at the SQL level: raw connections as `tollgate_app`
+//! (the gateway's role) against data of two tenants written through the store. Also the
+//! role's limits, the SECURITY DEFINER authentication function's shape, a non-superuser owner,
+//! and change notifications between two nodes. Needs the PostgreSQL of `pg_support`.
+
+#![expect(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
+
+mod pg_support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use pg_support::{APP_ROLE, TestDb};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use tollgate_store::postgres::PostgresStore;
+use tollgate_types::ports::store::{
+    AdminStore, AuthStore, Change, ChangeEvent, MemberPatch, NewCredential, NewKey, NewMember, NewProject,
+    NewTenant, TenantPatch,
+};
+use tollgate_types::tenancy::{
+    Actor, CredentialId, KeyHash, KeyId, KeyScope, MemberRole, PageRequest, ProjectId, SealedSecret,
+    TenantId, TenantPolicy,
+};
+use uuid::Uuid;
+
+/// Every table row-level security guards, with the column that names the tenant.
+const TABLES: [(&str, &str); 6] = [
+    ("tenants", "id"),
+    ("projects", "tenant_id"),
+    ("members", "tenant_id"),
+    ("api_keys", "tenant_id"),
+    ("provider_credentials", "tenant_id"),
+    ("audit_log", "tenant_id"),
+];
+
+fn hash() -> KeyHash {
+    let mut h = [0u8; 32];
+    h[..16].copy_from_slice(Uuid::now_v7().as_bytes());
+    h[16..].copy_from_slice(Uuid::now_v7().as_bytes());
+    KeyHash(h)
+}
+
+/// What one tenant was seeded with.
+struct Seeded {
+    tenant: TenantId,
+    project: ProjectId,
+    key: KeyId,
+    hash: KeyHash,
+}
+
+async fn seed(store: &PostgresStore, name: &str) -> Seeded {
+    let actor = Actor::Cli;
+    let tenant = store
+        .create_tenant(NewTenant { name: name.to_owned(), policy: TenantPolicy { byok_only: true } }, &actor)
+        .await
+        .unwrap();
+    let project = store.create_project(tenant.id, NewProject { name: "web".into() }, &actor).await.unwrap();
+    let member = store
+        .create_member(
+            tenant.id,
+            NewMember { name: "ada@example.com".into(), role: MemberRole::Admin },
+            &actor,
+        )
+        .await
+        .unwrap();
+    let hash = hash();
+    let key = store
+        .create_key(
+            tenant.id,
+            NewKey {
+                id: KeyId::new(),
+                project_id: project.id,
+                owner_id: member.id,
+                name: "ci".into(),
+                prefix: "tg_live_abcd".into(),
+                hash,
+                scopes: vec![KeyScope::Inference, KeyScope::Admin],
+                allowed_models: Some(vec!["gpt-4o".into()]),
+                metadata: Default::default(),
+                expires_at: None,
+            },
+            &actor,
+        )
+        .await
+        .unwrap();
+    store
+        .create_credential(
+            tenant.id,
+            NewCredential {
+                id: CredentialId::new(),
+                provider: "openai".into(),
+                name: "main".into(),
+                masked: "...x9Qz".into(),
+                sealed: SealedSecret { key_id: "k1".into(), ciphertext: vec![1, 2, 3] },
+            },
+            &actor,
+        )
+        .await
+        .unwrap();
+    Seeded { tenant: tenant.id, project: project.id, key: key.id, hash }
+}
+
+async fn app_conn(db: &TestDb) -> PgConnection {
+    PgConnection::connect(&db.app_url).await.unwrap()
+}
+
+async fn set_tenant(conn: &mut PgConnection, tenant: TenantId) {
+    sqlx::query("SELECT set_config('tollgate.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+async fn count(conn: &mut PgConnection, table: &str) -> i64 {
+    // Table names come from the TABLES constant, never from input.
+    sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(conn).await.unwrap()
+}
+
+fn sqlstate(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()).unwrap_or_default(),
+        other => format!("not a database error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn without_the_setting_the_app_role_sees_no_rows() {
+    let (store, db) = TestDb::with_store().await;
+    seed(&store, "alpha").await;
+    seed(&store, "beta").await;
+
+    let mut conn = app_conn(&db).await;
+    for (table, _) in TABLES {
+        assert_eq!(count(&mut conn, table).await, 0, "{table} without a tenant");
+    }
+    // Empty or malformed settings match nothing and raise nothing.
+    for value in ["", "not-a-uuid", "' OR 1=1 --"] {
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query("SELECT set_config('tollgate.tenant_id', $1, true)")
+            .bind(value)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        for (table, _) in TABLES {
+            assert_eq!(count(&mut tx, table).await, 0, "{table} with tenant {value:?}");
+        }
+        tx.rollback().await.unwrap();
+    }
+    // The data is there: the (superuser) owner sees it.
+    let mut owner = PgConnection::connect(&db.owner_url).await.unwrap();
+    assert_eq!(count(&mut owner, "api_keys").await, 2);
+}
+
+#[tokio::test]
+async fn with_a_tenant_set_only_its_rows_are_visible_or_writable() {
+    let (store, db) = TestDb::with_store().await;
+    let a = seed(&store, "alpha").await;
+    let b = seed(&store, "beta").await;
+
+    let mut conn = app_conn(&db).await;
+    let mut tx = conn.begin().await.unwrap();
+    set_tenant(&mut tx, a.tenant).await;
+    for (table, col) in TABLES {
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE {col} = $1), count(*) FILTER (WHERE {col} <> $1) FROM {table}"
+        );
+        let row = sqlx::query(AssertSqlSafe(sql)).bind(a.tenant.0).fetch_one(&mut *tx).await.unwrap();
+        let (own, other): (i64, i64) = (row.get(0), row.get(1));
+        assert!(own > 0, "{table}: tenant A sees its own rows");
+        assert_eq!(other, 0, "{table}: tenant A sees no other rows");
+    }
+
+    // UPDATE and DELETE of B's rows find nothing to change.
+    for (table, col) in TABLES {
+        if table == "audit_log" {
+            continue;
+        }
+        let set = if table == "tenants" { "name = name || 'x'" } else { "updated_at = now()" };
+        let sql = format!("UPDATE {table} SET {set} WHERE {col} = $1");
+        let done = sqlx::query(AssertSqlSafe(sql)).bind(b.tenant.0).execute(&mut *tx).await.unwrap();
+        assert_eq!(done.rows_affected(), 0, "UPDATE {table} of tenant B");
+        if table != "tenants" {
+            let sql = format!("DELETE FROM {table} WHERE {col} = $1");
+            let done = sqlx::query(AssertSqlSafe(sql)).bind(b.tenant.0).execute(&mut *tx).await.unwrap();
+            assert_eq!(done.rows_affected(), 0, "DELETE {table} of tenant B");
+        }
+    }
+    tx.commit().await.unwrap();
+
+    // INSERT of a row claiming tenant B fails the policy's WITH CHECK (42501), one table at a
+    // time (a failed statement aborts its transaction).
+    let inserts: [(&str, &'static str); 5] = [
+        (
+            "projects",
+            "INSERT INTO projects (id, tenant_id, name, created_at, updated_at) VALUES (gen_random_uuid(), $1, 'evil', now(), now())",
+        ),
+        (
+            "members",
+            "INSERT INTO members (id, tenant_id, name, role, created_at, updated_at) VALUES (gen_random_uuid(), $1, 'evil', 'owner', now(), now())",
+        ),
+        (
+            "provider_credentials",
+            "INSERT INTO provider_credentials (id, tenant_id, provider, name, masked, key_id, ciphertext, created_at, updated_at) VALUES (gen_random_uuid(), $1, 'openai', 'evil', 'x', 'k', '\\x00', now(), now())",
+        ),
+        (
+            "audit_log",
+            "INSERT INTO audit_log (id, tenant_id, actor, action, resource_type, resource_id, at) VALUES (gen_random_uuid(), $1, '{}', 'x', 'x', 'x', now())",
+        ),
+        (
+            "api_keys",
+            "INSERT INTO api_keys (id, tenant_id, project_id, owner_id, name, prefix, hash, scopes, created_at, updated_at) SELECT gen_random_uuid(), $1, $2, gen_random_uuid(), 'evil', 'p', decode(repeat('ab', 32), 'hex'), ARRAY['inference'], now(), now()",
+        ),
+    ];
+    for (table, sql) in inserts {
+        let mut tx = conn.begin().await.unwrap();
+        set_tenant(&mut tx, a.tenant).await;
+        let mut query = sqlx::query(sql).bind(b.tenant.0);
+        if table == "api_keys" {
+            query = query.bind(b.project.0);
+        }
+        let err = query.execute(&mut *tx).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "INSERT into {table} with tenant B: {err}");
+        tx.rollback().await.unwrap();
+    }
+
+    // The audit log is append-only for the app; tenants are deleted only through the function.
+    for sql in ["UPDATE audit_log SET action = 'x'", "DELETE FROM audit_log", "DELETE FROM tenants"] {
+        let mut tx = conn.begin().await.unwrap();
+        set_tenant(&mut tx, a.tenant).await;
+        let err = sqlx::query(sql).execute(&mut *tx).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "{sql}: {err}");
+        tx.rollback().await.unwrap();
+    }
+
+    // The setting is transaction-local: the next transaction on the same connection sees nothing.
+    assert_eq!(count(&mut conn, "projects").await, 0);
+    // And B's data is intact.
+    assert_eq!(store.get_key(b.tenant, b.key).await.unwrap().revoked_at, None);
+}
+
+#[tokio::test]
+async fn the_app_role_cannot_escape_row_level_security() {
+    let (_store, db) = TestDb::with_store().await;
+    let mut conn = app_conn(&db).await;
+
+    let row = sqlx::query("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(!row.get::<bool, _>(0), "tollgate_app is not a superuser");
+    assert!(!row.get::<bool, _>(1), "tollgate_app has no BYPASSRLS");
+
+    for (table, _) in TABLES {
+        let owner: String = sqlx::query_scalar(
+            "SELECT tableowner FROM pg_tables WHERE schemaname = 'public' AND tablename = $1",
+        )
+        .bind(table)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        assert_ne!(owner, APP_ROLE, "{table} is not owned by the app role");
+        let flags =
+            sqlx::query("SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = $1::regclass")
+                .bind(table)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert!(flags.get::<bool, _>(0) && flags.get::<bool, _>(1), "{table}: RLS enabled and forced");
+        let policies: Vec<String> =
+            sqlx::query_scalar("SELECT cmd FROM pg_policies WHERE tablename = $1 AND policyname LIKE '%\\_tenant\\_%' ORDER BY cmd")
+                .bind(table)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(policies, ["DELETE", "INSERT", "SELECT", "UPDATE"], "{table}: one policy per command");
+
+        for sql in [
+            format!("ALTER TABLE {table} DISABLE ROW LEVEL SECURITY"),
+            format!("ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY"),
+            format!("DROP POLICY {table}_tenant_select ON {table}"),
+        ] {
+            let err = sqlx::query(AssertSqlSafe(sql.clone())).execute(&mut conn).await.unwrap_err();
+            assert_eq!(sqlstate(&err), "42501", "{sql}: {err}");
+        }
+    }
+    for sql in
+        ["SET ROLE postgres", "SET SESSION AUTHORIZATION postgres", "CREATE TABLE public.sneaky (id int)"]
+    {
+        let err = sqlx::query(sql).execute(&mut conn).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "{sql}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn the_auth_function_returns_only_what_authentication_needs() {
+    let (store, db) = TestDb::with_store().await;
+    let a = seed(&store, "alpha").await;
+    seed(&store, "beta").await;
+
+    let mut conn = app_conn(&db).await;
+    let rows = sqlx::query("SELECT * FROM tollgate_authenticate_key($1)")
+        .bind(&a.hash.0[..])
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let columns: Vec<&str> = rows[0].columns().iter().map(sqlx::Column::name).collect();
+    assert_eq!(
+        columns,
+        [
+            "key_id",
+            "tenant_id",
+            "project_id",
+            "owner_id",
+            "role",
+            "scopes",
+            "allowed_models",
+            "expires_at",
+            "revoked_at",
+            "tenant_policy"
+        ]
+    );
+    assert_eq!(rows[0].get::<Uuid, _>("key_id"), a.key.0);
+    assert_eq!(rows[0].get::<Uuid, _>("tenant_id"), a.tenant.0);
+    assert_eq!(rows[0].get::<String, _>("role"), "admin");
+
+    let none = sqlx::query("SELECT * FROM tollgate_authenticate_key($1)")
+        .bind(&hash().0[..])
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "unknown hash: no row");
+
+    // Through the store: role, scopes and policy come back.
+    let auth = store.authenticate_key(&a.hash).await.unwrap().unwrap();
+    assert_eq!(auth.role, MemberRole::Admin);
+    assert!(auth.tenant_policy.byok_only);
+
+    // The definer functions are the app's only, not PUBLIC's.
+    let public_exec: bool = sqlx::query_scalar(
+        "SELECT bool_or(has_function_privilege('public', p.oid, 'EXECUTE')) FROM pg_proc p \
+         WHERE p.proname LIKE 'tollgate\\_%' AND p.prosecdef",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert!(!public_exec);
+}
+
+#[tokio::test]
+async fn a_change_on_one_node_reaches_another_within_a_second() {
+    let (node_a, db) = TestDb::with_store().await;
+    let node_b = PostgresStore::connect(&db.app_url).await.unwrap();
+    let seeded = seed(&node_b, "alpha").await;
+
+    let mut feed = node_a.store().changes.subscribe();
+    let actor = Actor::Cli;
+    // The seed's own notifications may still be in flight: make a marker change and skip
+    // everything up to it.
+    node_b.update_tenant(seeded.tenant, TenantPatch::default(), &actor).await.unwrap();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(1), feed.next()).await.unwrap().unwrap();
+        if event == ChangeEvent::Changed(Change::Tenant(seeded.tenant)) {
+            break;
+        }
+    }
+    // A failed change announces nothing (NOTIFY is sent only on commit): the first event seen
+    // must be the revoke below.
+    node_b
+        .update_member(
+            seeded.tenant,
+            tollgate_types::tenancy::MemberId::new(),
+            MemberPatch::default(),
+            &actor,
+        )
+        .await
+        .unwrap_err();
+    node_b.revoke_key(seeded.tenant, seeded.key, &actor).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(1), feed.next()).await.unwrap().unwrap();
+    assert_eq!(event, ChangeEvent::Changed(Change::Key(seeded.key)));
+
+    node_b.delete_tenant(seeded.tenant, &actor).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(1), feed.next()).await.unwrap().unwrap();
+    assert_eq!(event, ChangeEvent::Changed(Change::Tenant(seeded.tenant)));
+}
+
+#[tokio::test]
+async fn migrating_again_is_a_no_op_and_the_app_role_cannot_migrate() {
+    let (store, db) = TestDb::with_store().await;
+    let a = seed(&store, "alpha").await;
+    PostgresStore::migrate(&db.owner_url).await.unwrap();
+    assert_eq!(store.get_key(a.tenant, a.key).await.unwrap().id, a.key);
+    let err = PostgresStore::migrate(&db.app_url).await.unwrap_err();
+    assert!(err.to_string().contains("must run as the role that owns the tables"), "{err}");
+}
+
+/// A production owner is usually not a superuser: the SECURITY DEFINER functions must still
+/// work (through the owner-only definer policy), and the owner's own ad-hoc queries are filtered
+/// like the app's (FORCE).
+#[tokio::test]
+async fn a_non_superuser_owner_works_and_is_filtered_too() {
+    const OWNER: &str = "tollgate_test_owner";
+    let admin_url = pg_support::admin_url();
+    let mut admin = PgConnection::connect(&admin_url).await.unwrap();
+    // Cluster-wide roles, created once; parallel runs may race (same handling as the migration).
+    sqlx::query(
+        "DO $$ BEGIN \
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tollgate_test_owner') THEN \
+             BEGIN CREATE ROLE tollgate_test_owner LOGIN NOSUPERUSER NOBYPASSRLS; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END; \
+           END IF; \
+           IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'tollgate_app') THEN \
+             BEGIN CREATE ROLE tollgate_app LOGIN NOSUPERUSER NOBYPASSRLS; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END; \
+           END IF; \
+         END $$",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let db = TestDb::create().await;
+    let sql = format!("ALTER DATABASE \"{}\" OWNER TO {OWNER}", db.name);
+    sqlx::query(AssertSqlSafe(sql)).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+
+    let owner_url = pg_support::url_for(&admin_url, &db.name, Some(OWNER));
+    PostgresStore::migrate(&owner_url).await.unwrap();
+    let store = PostgresStore::connect(&db.app_url).await.unwrap();
+    let a = seed(&store, "alpha").await;
+    let b = seed(&store, "beta").await;
+
+    assert_eq!(store.list_tenants(PageRequest::first(10)).await.unwrap().data.len(), 2);
+    assert_eq!(store.authenticate_key(&a.hash).await.unwrap().unwrap().tenant_id, a.tenant);
+    assert_eq!(store.all_sealed_credentials().await.unwrap().len(), 2);
+    let at = time::OffsetDateTime::now_utc();
+    store.touch_keys(&[(b.key, at)]).await.unwrap();
+    assert!(store.get_key(b.tenant, b.key).await.unwrap().last_used_at.is_some());
+
+    let mut owner = PgConnection::connect(&owner_url).await.unwrap();
+    assert_eq!(count(&mut owner, "api_keys").await, 0, "FORCE: the owner is filtered too");
+
+    store.delete_tenant(a.tenant, &Actor::Cli).await.unwrap();
+    assert!(store.authenticate_key(&a.hash).await.unwrap().is_none());
+    assert_eq!(store.list_tenants(PageRequest::first(10)).await.unwrap().data.len(), 1);
+    drop(owner);
+    drop(store);
+}

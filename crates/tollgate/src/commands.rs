@@ -1,0 +1,122 @@
+//! Store-backed commands: opening the store the config names, migrations, bootstrap, and
+//! master-key rotation.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use tollgate_core::config::Config;
+use tollgate_core::env::{EnvSource, ProcessEnv};
+use tollgate_core::secrets::{MasterKeys, credential_aad, generate_key};
+use tollgate_types::JsonMap;
+use tollgate_types::ports::store::{NewKey, NewMember, NewProject, NewTenant, Store};
+use tollgate_types::tenancy::{Actor, KeyId, KeyScope, MemberRole, TenantPolicy};
+
+use crate::load_config;
+
+/// The store URL: the configured one, or `tollgate.db` next to the config file. Relative
+/// SQLite paths are taken relative to the config file's directory.
+pub fn store_url(config_path: &Path, config: &Config) -> SecretString {
+    let dir = config_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let url = match &config.store.url {
+        Some(u) => u.expose_secret().to_owned(),
+        None => return SecretString::from(format!("sqlite://{}", dir.join("tollgate.db").display())),
+    };
+    match url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        Some(path) if !path.starts_with('/') && !path.starts_with(":memory:") => {
+            SecretString::from(format!("sqlite://{}", dir.join(path).display()))
+        }
+        _ => SecretString::from(url),
+    }
+}
+
+pub async fn open_store(config_path: &Path, config: &Config) -> anyhow::Result<Store> {
+    let url = store_url(config_path, config);
+    let owner = config.store.owner_url.as_ref().map(|u| u.expose_secret().to_owned());
+    tollgate_store::open(url.expose_secret(), owner.as_deref(), config.store.migrate)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot open the store: {e}"))
+}
+
+/// The master keys from `TOLLGATE_ENCRYPTION_KEY`; without it, tenants cannot register
+/// provider credentials (everything else works).
+pub fn master_keys(env: &dyn EnvSource) -> anyhow::Result<MasterKeys> {
+    match env.var("TOLLGATE_ENCRYPTION_KEY") {
+        Some(spec) => Ok(MasterKeys::parse(&spec)?),
+        None => {
+            tracing::warn!(
+                "TOLLGATE_ENCRYPTION_KEY is not set: tenants cannot register their own provider keys \\
+                 (set it to <id>:<64 hex characters>, e.g. k1:$(openssl rand -hex 32))"
+            );
+            Ok(MasterKeys::none())
+        }
+    }
+}
+
+pub async fn migrate(config_path: &Path) -> anyhow::Result<()> {
+    let (config, _) = load_config(config_path)?;
+    let url = store_url(config_path, &config);
+    let owner = config.store.owner_url.as_ref().map(|u| u.expose_secret().to_owned());
+    tollgate_store::migrate(url.expose_secret(), owner.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    eprintln!("migrations applied");
+    Ok(())
+}
+
+pub async fn bootstrap(config_path: &Path, tenant: String, owner: String, project: String) -> anyhow::Result<()> {
+    let (config, _) = load_config(config_path)?;
+    let store = open_store(config_path, &config).await?;
+    let actor = Actor::Cli;
+    let t = store.admin.create_tenant(NewTenant { name: tenant, policy: TenantPolicy::default() }, &actor).await?;
+    let m = store.admin.create_member(t.id, NewMember { name: owner, role: MemberRole::Owner }, &actor).await?;
+    let p = store.admin.create_project(t.id, NewProject { name: project }, &actor).await?;
+    let key = generate_key().map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
+    store
+        .admin
+        .create_key(
+            t.id,
+            NewKey {
+                id: KeyId::new(),
+                project_id: p.id,
+                owner_id: m.id,
+                name: "bootstrap".to_owned(),
+                prefix: key.prefix.clone(),
+                hash: key.hash,
+                scopes: vec![KeyScope::Inference, KeyScope::Admin],
+                allowed_models: None,
+                metadata: JsonMap::new(),
+                expires_at: None,
+            },
+            &actor,
+        )
+        .await?;
+    eprintln!("tenant {} ({}), owner {}, project {}", t.name, t.id, m.name, p.name);
+    eprintln!("the owner's key (inference + admin), shown once:");
+    writeln!(std::io::stdout(), "{}", key.secret).context("writing the key")?;
+    Ok(())
+}
+
+pub async fn rotate_encryption_key(config_path: &Path) -> anyhow::Result<()> {
+    let (config, _) = load_config(config_path)?;
+    let keys = master_keys(&ProcessEnv)?;
+    let current = keys.current_id().context("TOLLGATE_ENCRYPTION_KEY must be set to rotate")?.to_owned();
+    let store = open_store(config_path, &config).await?;
+    let (mut resealed, mut kept) = (0usize, 0usize);
+    for c in store.admin.all_sealed_credentials().await? {
+        if keys.is_current(&c.sealed) {
+            kept += 1;
+            continue;
+        }
+        let aad = credential_aad(c.tenant_id, &c.provider, c.id);
+        let secret = keys
+            .open(&c.sealed, &aad)
+            .with_context(|| format!("credential {} of tenant {} cannot be opened", c.id, c.tenant_id))?;
+        let sealed = keys.seal(secret.expose_secret(), &aad)?;
+        store.admin.reseal_credential(c.tenant_id, c.id, sealed, &Actor::Cli).await?;
+        resealed += 1;
+    }
+    eprintln!("re-encrypted {resealed} credentials under key {current:?}; {kept} were already under it");
+    Ok(())
+}
