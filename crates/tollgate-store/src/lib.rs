@@ -29,12 +29,19 @@ pub(crate) fn db_error(e: sqlx::Error) -> StoreError {
 }
 
 /// Opens the store a URL names, running the embedded migrations first when `migrate` is set.
-/// PostgreSQL migrations run as `owner_url` (the role owning the tables; default `url`), the
-/// gateway then connects as `url` (the `tollgate_app` role, which owns nothing).
+/// PostgreSQL migrations run as `owner_url` (the role owning the tables) and are skipped when
+/// it is not given; the gateway then connects as `url` (the `tollgate_app` role, which owns
+/// nothing and cannot bypass row-level security).
 pub async fn open(url: &str, owner_url: Option<&str>, migrate: bool) -> Result<Store, StoreError> {
     if is_postgres_url(url) {
-        if migrate {
-            postgres::PostgresStore::migrate(owner_url.unwrap_or(url)).await?;
+        // The app role cannot migrate (it owns nothing), so start-up migration needs the
+        // owner's URL; without it, migrations are an operator's `tollgate migrate` job.
+        match (migrate, owner_url) {
+            (true, Some(owner)) => postgres::PostgresStore::migrate(owner).await?,
+            (true, None) => tracing::info!(
+                "store.owner_url is not set: not migrating at start-up (run `tollgate migrate` as the owning role)"
+            ),
+            (false, _) => {}
         }
         return Ok(postgres::PostgresStore::connect(url).await?.into_store());
     }
@@ -45,7 +52,8 @@ pub async fn open(url: &str, owner_url: Option<&str>, migrate: bool) -> Result<S
     Ok(store.into_store())
 }
 
-/// Runs the migrations of the store a URL names (`tollgate migrate`).
+/// Runs the migrations of the store a URL names (`tollgate migrate`); PostgreSQL: as
+/// `owner_url` when given, else as `url`, which must then be the owning role.
 pub async fn migrate(url: &str, owner_url: Option<&str>) -> Result<(), StoreError> {
     if is_postgres_url(url) {
         return postgres::PostgresStore::migrate(owner_url.unwrap_or(url)).await;

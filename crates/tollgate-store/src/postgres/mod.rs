@@ -49,6 +49,19 @@ impl PostgresStore {
             .connect(app_url)
             .await
             .map_err(db_error)?;
+        // Row-level security is the isolation guarantee: refuse a role that bypasses it.
+        let (user, bypasses): (String, bool) = sqlx::query_as(
+            "SELECT current_user::text, rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(db_error)?;
+        if bypasses {
+            return Err(StoreError::Invalid(format!(
+                "store.url connects as {user:?}, a role that bypasses row-level security; connect as tollgate_app \
+                 (see docs/postgres.md) and give the owning role in store.owner_url for migrations"
+            )));
+        }
         // Listening starts before `connect` returns, so a subscriber never misses a change made
         // after the store was handed out.
         let changes = PgChangeFeed::start(app_url).await?;
