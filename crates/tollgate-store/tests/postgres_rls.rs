@@ -453,7 +453,7 @@ async fn a_non_superuser_owner_works_and_is_filtered_too() {
 async fn connecting_as_a_role_that_bypasses_rls_is_refused() {
     let db = TestDb::create().await;
     PostgresStore::migrate(&db.owner_url).await.unwrap();
-    let err = PostgresStore::connect(&db.owner_url).await.err().expect("a superuser must be refused");
+    let Err(err) = PostgresStore::connect(&db.owner_url).await else { panic!("a superuser must be refused") };
     assert!(err.to_string().contains("bypasses row-level security"), "{err}");
     assert!(PostgresStore::connect(&db.app_url).await.is_ok());
 }
