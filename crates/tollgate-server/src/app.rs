@@ -29,9 +29,20 @@ use crate::errors::ApiError;
 use crate::ingress::openai;
 use crate::{auth, observe};
 
-/// Shared by all handlers.
+/// Shared by all handlers. One `Arc`, so the clone every middleware and extractor makes is a
+/// single reference-count increment.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<SharedState>);
+
+impl std::ops::Deref for AppState {
+    type Target = SharedState;
+    fn deref(&self) -> &SharedState {
+        &self.0
+    }
+}
+
+/// What [`AppState`] points to.
+pub struct SharedState {
     pub gateway: Arc<Gateway>,
     /// Keys → principals (the bootstrap key, and tenants' keys through the store).
     pub auth: Arc<Authenticator>,
@@ -59,7 +70,7 @@ impl AppState {
         let credentials =
             store.as_ref().map(|s| Arc::new(TenantCredentials::new(s.admin.clone(), master_keys.clone())));
         let auth = Authenticator::new(admin_key.expose_secret(), store.as_ref().map(|s| s.auth.clone()));
-        Ok(Self {
+        Ok(Self(Arc::new(SharedState {
             gateway: Arc::new(Gateway::new(registry, credentials)),
             auth: Arc::new(auth),
             store,
@@ -67,7 +78,7 @@ impl AppState {
             metrics: crate::prometheus::handle(),
             max_body_bytes: config.server.max_body_bytes,
             in_flight: Arc::new(Semaphore::new(config.server.max_concurrency)),
-        })
+        })))
     }
 
     /// Starts the background work the state needs, on `tasks`, until `shutdown` fires:

@@ -3,15 +3,17 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::Context;
 use secrecy::{ExposeSecret, SecretString};
+use tollgate_core::admin::{AdminService, Caller, CreateKey};
 use tollgate_core::config::Config;
 use tollgate_core::env::{EnvSource, ProcessEnv};
-use tollgate_core::secrets::{MasterKeys, credential_aad, generate_key};
+use tollgate_core::secrets::{MasterKeys, credential_aad};
 use tollgate_types::JsonMap;
-use tollgate_types::ports::store::{NewKey, NewMember, NewProject, NewTenant, Store};
-use tollgate_types::tenancy::{Actor, KeyId, KeyScope, MemberRole, TenantPolicy};
+use tollgate_types::ports::store::{NewMember, NewProject, NewTenant, Store};
+use tollgate_types::tenancy::{Actor, KeyScope, MemberRole, TenantPolicy};
 
 use crate::load_config;
 
@@ -65,36 +67,34 @@ pub async fn migrate(config_path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn bootstrap(config_path: &Path, tenant: String, owner: String, project: String) -> anyhow::Result<()> {
+pub async fn bootstrap(
+    config_path: &Path,
+    tenant: String,
+    owner: String,
+    project: String,
+) -> anyhow::Result<()> {
     let (config, _) = load_config(config_path)?;
     let store = open_store(config_path, &config).await?;
-    let actor = Actor::Cli;
-    let t = store.admin.create_tenant(NewTenant { name: tenant, policy: TenantPolicy::default() }, &actor).await?;
-    let m = store.admin.create_member(t.id, NewMember { name: owner, role: MemberRole::Owner }, &actor).await?;
-    let p = store.admin.create_project(t.id, NewProject { name: project }, &actor).await?;
-    let key = generate_key().map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
-    store
-        .admin
-        .create_key(
-            t.id,
-            NewKey {
-                id: KeyId::new(),
-                project_id: p.id,
-                owner_id: m.id,
-                name: "bootstrap".to_owned(),
-                prefix: key.prefix.clone(),
-                hash: key.hash,
-                scopes: vec![KeyScope::Inference, KeyScope::Admin],
-                allowed_models: None,
-                metadata: JsonMap::new(),
-                expires_at: None,
-            },
-            &actor,
-        )
-        .await?;
+    let providers = config.providers.keys().cloned().collect();
+    let service =
+        AdminService::new(store.admin.clone(), Arc::new(master_keys(&ProcessEnv)?), Arc::new(providers));
+    let c = &Caller::cli();
+    let t = service.create_tenant(c, NewTenant { name: tenant, policy: TenantPolicy::default() }).await?;
+    let m = service.create_member(c, t.id, NewMember { name: owner, role: MemberRole::Owner }).await?;
+    let p = service.create_project(c, t.id, NewProject { name: project }).await?;
+    let key = CreateKey {
+        project_id: p.id,
+        owner_id: Some(m.id),
+        name: "bootstrap".to_owned(),
+        scopes: Some(vec![KeyScope::Inference, KeyScope::Admin]),
+        allowed_models: None,
+        metadata: JsonMap::new(),
+        expires_at: None,
+    };
+    let created = service.create_key(c, t.id, key).await?;
     eprintln!("tenant {} ({}), owner {}, project {}", t.name, t.id, m.name, p.name);
     eprintln!("the owner's key (inference + admin), shown once:");
-    writeln!(std::io::stdout(), "{}", key.secret).context("writing the key")?;
+    writeln!(std::io::stdout(), "{}", created.secret.expose_secret()).context("writing the key")?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The `tollgate` binary: CLI, logging set-up, and wiring the concrete parts together.
 
+mod admin_cli;
 mod commands;
 
 use std::path::{Path, PathBuf};
@@ -8,10 +9,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use rand::distr::{Alphanumeric, SampleString};
 use secrecy::SecretString;
-use tollgate_core::config::Config;
-use tollgate_core::env::{EnvSource, ProcessEnv};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tollgate_core::config::Config;
+use tollgate_core::env::{EnvSource, ProcessEnv};
 use tollgate_server::{AppState, build_app};
 use tracing_subscriber::EnvFilter;
 
@@ -52,6 +53,26 @@ enum Command {
         #[arg(long, default_value = "default")]
         project: String,
     },
+    /// Manage tenants.
+    Tenants {
+        #[command(subcommand)]
+        cmd: admin_cli::TenantsCmd,
+    },
+    /// Manage a tenant's projects.
+    Projects {
+        #[command(subcommand)]
+        cmd: admin_cli::ProjectsCmd,
+    },
+    /// Manage a tenant's members and their roles.
+    Members {
+        #[command(subcommand)]
+        cmd: admin_cli::MembersCmd,
+    },
+    /// Manage a tenant's API keys.
+    Keys {
+        #[command(subcommand)]
+        cmd: admin_cli::KeysCmd,
+    },
     /// Re-encrypt every stored provider credential under the first key of
     /// TOLLGATE_ENCRYPTION_KEY (list the old key after it while rotating).
     RotateEncryptionKey,
@@ -74,6 +95,16 @@ fn main() -> std::process::ExitCode {
             with_runtime(commands::bootstrap(&cli.config, tenant, owner, project))
         }
         Command::RotateEncryptionKey => with_runtime(commands::rotate_encryption_key(&cli.config)),
+        Command::Tenants { cmd } => {
+            with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Tenants(cmd)))
+        }
+        Command::Projects { cmd } => {
+            with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Projects(cmd)))
+        }
+        Command::Members { cmd } => {
+            with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Members(cmd)))
+        }
+        Command::Keys { cmd } => with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Keys(cmd))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -106,7 +137,9 @@ fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
-pub(crate) fn load_config(path: &Path) -> anyhow::Result<(Config, Vec<tollgate_core::config::ConfigWarning>)> {
+pub(crate) fn load_config(
+    path: &Path,
+) -> anyhow::Result<(Config, Vec<tollgate_core::config::ConfigWarning>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     Config::parse(&text, &ProcessEnv).map_err(|e| anyhow::anyhow!("{} is invalid:\n{e}", path.display()))

@@ -1,0 +1,289 @@
+//! `tollgate tenants|projects|members|keys ...`: the admin operations from the command line,
+//! against the store the config names. They run through the same `AdminService` as the HTTP
+//! API (same validation, same audit trail, recorded with the `cli` actor). Results are JSON on
+//! stdout, so scripts can read them.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use tollgate_core::admin::{AdminService, Caller, CreateKey};
+use tollgate_core::env::ProcessEnv;
+use tollgate_types::JsonMap;
+use tollgate_types::ports::store::{
+    KeyFilter, MemberPatch, NewMember, NewProject, NewTenant, ProjectPatch, TenantPatch,
+};
+use tollgate_types::tenancy::{
+    KeyId, KeyScope, MemberId, MemberRole, PageRequest, ProjectId, TenantId, TenantPolicy,
+};
+
+use crate::commands::{master_keys, open_store};
+use crate::load_config;
+
+/// Paging flags shared by every `list`.
+#[derive(Args, Clone, Copy)]
+pub struct PageArgs {
+    /// Items per page (1-500).
+    #[arg(long, default_value_t = PageRequest::DEFAULT_LIMIT)]
+    limit: u32,
+    /// Cursor: the `next` value of the previous page.
+    #[arg(long)]
+    after: Option<uuid::Uuid>,
+}
+
+impl From<PageArgs> for PageRequest {
+    fn from(p: PageArgs) -> Self {
+        PageRequest { limit: p.limit, after: p.after }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TenantsCmd {
+    /// Create a tenant.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Never use the gateway's own provider keys for this tenant.
+        #[arg(long)]
+        byok_only: bool,
+    },
+    List(PageArgs),
+    Get {
+        id: TenantId,
+    },
+    /// Rename a tenant or change its policy.
+    Update {
+        id: TenantId,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        byok_only: Option<bool>,
+    },
+    /// Delete a tenant and everything it owns.
+    Delete {
+        id: TenantId,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ProjectsCmd {
+    Create {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    Rename {
+        #[arg(long)]
+        tenant: TenantId,
+        id: ProjectId,
+        #[arg(long)]
+        name: String,
+    },
+    Delete {
+        #[arg(long)]
+        tenant: TenantId,
+        id: ProjectId,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum MembersCmd {
+    Create {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        name: String,
+        /// owner, admin, developer or viewer.
+        #[arg(long)]
+        role: MemberRole,
+    },
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Change a member's role.
+    SetRole {
+        #[arg(long)]
+        tenant: TenantId,
+        id: MemberId,
+        #[arg(long)]
+        role: MemberRole,
+    },
+    /// Delete a member (revokes their keys).
+    Delete {
+        #[arg(long)]
+        tenant: TenantId,
+        id: MemberId,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeysCmd {
+    /// Create a key; its secret is printed once.
+    Create {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        project: ProjectId,
+        /// The member whose role the key carries.
+        #[arg(long)]
+        owner: MemberId,
+        #[arg(long)]
+        name: String,
+        /// Scopes: inference, admin (repeatable; default inference).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// Model aliases the key may call (repeatable; default all).
+        #[arg(long = "model")]
+        models: Vec<String>,
+        /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        tenant: TenantId,
+        #[arg(long)]
+        project: Option<ProjectId>,
+        #[arg(long)]
+        include_revoked: bool,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    Get {
+        #[arg(long)]
+        tenant: TenantId,
+        id: KeyId,
+    },
+    Revoke {
+        #[arg(long)]
+        tenant: TenantId,
+        id: KeyId,
+    },
+    /// Replace a key's secret (the old key is revoked); the new secret is printed once.
+    Rotate {
+        #[arg(long)]
+        tenant: TenantId,
+        id: KeyId,
+    },
+}
+
+/// One admin command.
+pub enum AdminCmd {
+    Tenants(TenantsCmd),
+    Projects(ProjectsCmd),
+    Members(MembersCmd),
+    Keys(KeysCmd),
+}
+
+pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
+    let (config, _) = load_config(config_path)?;
+    let store = open_store(config_path, &config).await?;
+    let providers: HashSet<String> = config.providers.keys().cloned().collect();
+    let service =
+        AdminService::new(store.admin.clone(), Arc::new(master_keys(&ProcessEnv)?), Arc::new(providers));
+    let caller = Caller::cli();
+    let c = &caller;
+    match cmd {
+        AdminCmd::Tenants(cmd) => match cmd {
+            TenantsCmd::Create { name, byok_only } => print(
+                &service.create_tenant(c, NewTenant { name, policy: TenantPolicy { byok_only } }).await?,
+            ),
+            TenantsCmd::List(page) => print(&service.list_tenants(c, page.into()).await?),
+            TenantsCmd::Get { id } => print(&service.get_tenant(c, id).await?),
+            TenantsCmd::Update { id, name, byok_only } => {
+                let policy = byok_only.map(|byok_only| TenantPolicy { byok_only });
+                print(&service.update_tenant(c, id, TenantPatch { name, policy }).await?)
+            }
+            TenantsCmd::Delete { id } => {
+                service.delete_tenant(c, id).await?;
+                print(&serde_json::json!({"deleted": id}))
+            }
+        },
+        AdminCmd::Projects(cmd) => match cmd {
+            ProjectsCmd::Create { tenant, name } => {
+                print(&service.create_project(c, tenant, NewProject { name }).await?)
+            }
+            ProjectsCmd::List { tenant, page } => {
+                print(&service.list_projects(c, tenant, page.into()).await?)
+            }
+            ProjectsCmd::Rename { tenant, id, name } => {
+                print(&service.update_project(c, tenant, id, ProjectPatch { name: Some(name) }).await?)
+            }
+            ProjectsCmd::Delete { tenant, id } => {
+                service.delete_project(c, tenant, id).await?;
+                print(&serde_json::json!({"deleted": id}))
+            }
+        },
+        AdminCmd::Members(cmd) => match cmd {
+            MembersCmd::Create { tenant, name, role } => {
+                print(&service.create_member(c, tenant, NewMember { name, role }).await?)
+            }
+            MembersCmd::List { tenant, page } => print(&service.list_members(c, tenant, page.into()).await?),
+            MembersCmd::SetRole { tenant, id, role } => print(
+                &service.update_member(c, tenant, id, MemberPatch { name: None, role: Some(role) }).await?,
+            ),
+            MembersCmd::Delete { tenant, id } => {
+                service.delete_member(c, tenant, id).await?;
+                print(&serde_json::json!({"deleted": id}))
+            }
+        },
+        AdminCmd::Keys(cmd) => match cmd {
+            KeysCmd::Create { tenant, project, owner, name, scopes, models, expires_at } => {
+                let scopes = scopes.iter().map(|s| parse_scope(s)).collect::<anyhow::Result<Vec<_>>>()?;
+                let expires_at = expires_at
+                    .map(|e| time::OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339))
+                    .transpose()
+                    .context("--expires-at must be RFC 3339, e.g. 2027-01-01T00:00:00Z")?;
+                let new = CreateKey {
+                    project_id: project,
+                    owner_id: Some(owner),
+                    name,
+                    scopes: (!scopes.is_empty()).then_some(scopes),
+                    allowed_models: (!models.is_empty()).then_some(models),
+                    metadata: JsonMap::new(),
+                    expires_at,
+                };
+                let created = service.create_key(c, tenant, new).await?;
+                print(&serde_json::json!({"key": created.key, "secret": created.secret.expose_secret()}))
+            }
+            KeysCmd::List { tenant, project, include_revoked, page } => {
+                let filter = KeyFilter { project_id: project, include_revoked };
+                print(&service.list_keys(c, tenant, filter, page.into()).await?)
+            }
+            KeysCmd::Get { tenant, id } => print(&service.get_key(c, tenant, id).await?),
+            KeysCmd::Revoke { tenant, id } => print(&service.revoke_key(c, tenant, id).await?),
+            KeysCmd::Rotate { tenant, id } => {
+                let created = service.rotate_key(c, tenant, id).await?;
+                print(&serde_json::json!({"key": created.key, "secret": created.secret.expose_secret()}))
+            }
+        },
+    }
+}
+
+fn parse_scope(s: &str) -> anyhow::Result<KeyScope> {
+    match s {
+        "inference" => Ok(KeyScope::Inference),
+        "admin" => Ok(KeyScope::Admin),
+        other => anyhow::bail!("unknown scope {other:?} (inference, admin)"),
+    }
+}
+
+fn print<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    writeln!(std::io::stdout(), "{text}").context("writing to stdout")
+}

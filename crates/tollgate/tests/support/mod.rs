@@ -1,0 +1,108 @@
+//! Running the real `tollgate` binary in tests: CLI commands, and gateway processes on
+//! ephemeral ports that are killed when dropped.
+
+#![allow(dead_code, reason = "each test binary uses part of the support module")]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_tollgate");
+pub const ADMIN_KEY: &str = "test-super-admin";
+
+/// A command with a clean environment: no provider keys; the given admin key.
+pub fn tollgate(config: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TOLLGATE_ADMIN_KEY", ADMIN_KEY)
+        .arg("--config")
+        .arg(config);
+    cmd
+}
+
+/// Runs a CLI command; returns stdout, failing the test with stderr if it failed.
+pub fn cli(config: &Path, args: &[&str]) -> String {
+    let out = tollgate(config).args(args).output().unwrap();
+    assert!(out.status.success(), "tollgate {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+pub fn cli_json(config: &Path, args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&cli(config, args)).unwrap()
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tollgate-{tag}-{}", uuid::Uuid::now_v7().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Gateway {
+    /// Starts `tollgate serve` on 127.0.0.1:0 and waits for its address.
+    pub fn start(config: &Path) -> Gateway {
+        let mut child = tollgate(config)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(a) = line.split("address=").nth(1) {
+                    let _ = tx.send(a.split_whitespace().next().unwrap_or_default().to_owned());
+                }
+            }
+        });
+        let addr = rx.recv_timeout(Duration::from_secs(30)).expect("tollgate did not start");
+        Gateway { child, addr }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A chat call to the `echo` model with `key`; returns the status.
+pub async fn chat_status(http: &reqwest::Client, gw: &Gateway, key: &str) -> u16 {
+    http.post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
