@@ -298,11 +298,16 @@ impl RawConfig {
 
         let mut store_url = |field: &str, v: Option<String>| match v.map(|u| interpolate(&u, env)) {
             None => None,
-            Some(Ok(u)) if u.starts_with("postgres://") || u.starts_with("postgresql://") || u.starts_with("sqlite:") => {
+            Some(Ok(u))
+                if u.starts_with("postgres://")
+                    || u.starts_with("postgresql://")
+                    || u.starts_with("sqlite:") =>
+            {
                 Some(SecretString::from(u))
             }
             Some(Ok(_)) => {
-                issues.push(format!("store.{field}"), "must start with sqlite:, postgres:// or postgresql://");
+                issues
+                    .push(format!("store.{field}"), "must start with sqlite:, postgres:// or postgresql://");
                 None
             }
             Some(Err(e)) => {

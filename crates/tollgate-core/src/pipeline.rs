@@ -301,7 +301,7 @@ impl Gateway {
             return Err(GatewayError::new(
                 ErrorKind::Forbidden,
                 format!(
-                    "This tenant uses only its own provider keys (byok_only) and has none for {}; add one with POST /admin/v1/credentials.",
+                    "This tenant uses only its own provider keys (byok_only) and has none for {}; register one with POST /admin/v1/tenants/{{tenant_id}}/credentials.",
                     byok_missing.join(", ")
                 ),
             ));

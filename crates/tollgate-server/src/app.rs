@@ -1,5 +1,6 @@
 //! The axum application: routes and the layer stack.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::Router;
@@ -50,6 +51,8 @@ pub struct SharedState {
     pub store: Option<Store>,
     /// Seals tenants' provider credentials.
     pub master_keys: Arc<MasterKeys>,
+    /// The provider names of the config: tenants may register credentials for these only.
+    pub providers: Arc<HashSet<String>>,
     pub metrics: PrometheusHandle,
     pub max_body_bytes: usize,
     /// Permits for requests in flight; none left means shed with 503.
@@ -75,6 +78,7 @@ impl AppState {
             auth: Arc::new(auth),
             store,
             master_keys,
+            providers: Arc::new(config.providers.keys().cloned().collect()),
             metrics: crate::prometheus::handle(),
             max_body_bytes: config.server.max_body_bytes,
             in_flight: Arc::new(Semaphore::new(config.server.max_concurrency)),

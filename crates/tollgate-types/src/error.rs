@@ -42,6 +42,8 @@ pub enum ErrorKind {
     UpstreamTimeout,
     /// The gateway is shedding load.
     Overloaded,
+    /// A dependency of the gateway (its store) is unreachable or not configured.
+    Unavailable,
     /// A bug or an unexpected state of the gateway itself.
     Internal,
 }
@@ -61,7 +63,7 @@ impl ErrorKind {
             ErrorKind::UpstreamRejected { status } => status,
             ErrorKind::Internal => 500,
             ErrorKind::UpstreamUnavailable => 502,
-            ErrorKind::ProviderNotConfigured | ErrorKind::Overloaded => 503,
+            ErrorKind::ProviderNotConfigured | ErrorKind::Overloaded | ErrorKind::Unavailable => 503,
             ErrorKind::UpstreamTimeout => 504,
         }
     }
@@ -85,6 +87,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable => "upstream_unavailable",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Unavailable => "service_unavailable",
             ErrorKind::Internal => "internal_error",
         }
     }
@@ -107,6 +110,7 @@ impl ErrorKind {
             | ErrorKind::UpstreamUnavailable
             | ErrorKind::UpstreamTimeout
             | ErrorKind::Overloaded
+            | ErrorKind::Unavailable
             | ErrorKind::Internal => "server_error",
         }
     }
@@ -130,6 +134,7 @@ impl ErrorKind {
             ErrorKind::UpstreamUnavailable => "upstream_unavailable",
             ErrorKind::UpstreamTimeout => "upstream_timeout",
             ErrorKind::Overloaded => "overloaded",
+            ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
         }
     }
@@ -184,9 +189,10 @@ impl GatewayError {
             | ErrorKind::UpstreamRateLimited
             | ErrorKind::UpstreamUnavailable
             | ErrorKind::UpstreamTimeout => ErrorOrigin::Upstream,
-            ErrorKind::ProviderNotConfigured | ErrorKind::Overloaded | ErrorKind::Internal => {
-                ErrorOrigin::Internal
-            }
+            ErrorKind::ProviderNotConfigured
+            | ErrorKind::Overloaded
+            | ErrorKind::Unavailable
+            | ErrorKind::Internal => ErrorOrigin::Internal,
         };
         Self { kind, origin, message: message.into(), param: None, retry_after: None, attempts: Vec::new() }
     }

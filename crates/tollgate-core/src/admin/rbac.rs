@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use tollgate_types::tenancy::{Actor, KeyId, MemberId, MemberRole, TenantId};
+use tollgate_types::tenancy::{Actor, MemberId, MemberRole, TenantId};
 use tollgate_types::{ErrorKind, GatewayError};
 
 use crate::auth::{KeyPrincipal, Principal};
@@ -86,13 +86,6 @@ impl Access {
         }
     }
 
-    pub(crate) fn key(&self) -> Option<KeyId> {
-        match self {
-            Access::Super => None,
-            Access::Member(k) => Some(k.key_id),
-        }
-    }
-
     /// Fails with 403 unless the caller's role is at least `min`. `what` completes "needed to
     /// ..." in the message.
     pub(crate) fn require(&self, min: MemberRole, what: &str) -> Result<(), GatewayError> {
@@ -123,4 +116,51 @@ pub(crate) fn tenant_not_found(tenant: TenantId) -> GatewayError {
 
 fn super_admin_only(what: &str) -> GatewayError {
     forbidden(format!("Only the gateway super-admin (TOLLGATE_ADMIN_KEY) can {what}."))
+}
+
+#[cfg(test)]
+mod tests {
+    use tollgate_types::tenancy::{KeyId, KeyScope, ProjectId, TenantPolicy};
+
+    use super::*;
+
+    fn key(tenant: TenantId, role: MemberRole) -> Caller {
+        Caller::from_principal(Principal::Key(Arc::new(KeyPrincipal {
+            key_id: KeyId::new(),
+            tenant_id: tenant,
+            project_id: ProjectId::new(),
+            owner_id: MemberId::new(),
+            role,
+            scopes: vec![KeyScope::Admin],
+            allowed_models: None,
+            policy: TenantPolicy::default(),
+            expires_at: None,
+            revoked_at: None,
+        })))
+    }
+
+    #[test]
+    fn actors_follow_the_principal() {
+        assert_eq!(Caller::from_principal(Principal::SuperAdmin).actor, Actor::SuperAdmin);
+        assert_eq!(Caller::cli().actor, Actor::Cli);
+        let caller = key(TenantId::new(), MemberRole::Admin);
+        let Principal::Key(k) = &caller.principal else { panic!("a key") };
+        assert_eq!(caller.actor, Actor::Key { key_id: k.key_id, member_id: k.owner_id });
+    }
+
+    #[test]
+    fn another_tenant_is_not_found_and_roles_are_ordered() {
+        let (mine, theirs) = (TenantId::new(), TenantId::new());
+        let caller = key(mine, MemberRole::Developer);
+        let err = caller.access(theirs).unwrap_err();
+        assert_eq!((err.status(), err.message.clone()), (404, format!("tenant {theirs} not found")));
+        let access = caller.access(mine).unwrap();
+        assert!(access.require(MemberRole::Developer, "x").is_ok());
+        let err = access.require(MemberRole::Admin, "create projects").unwrap_err();
+        assert_eq!(err.status(), 403);
+        assert!(err.message.contains("admin role") && err.message.contains("developer"), "{}", err.message);
+        assert_eq!(caller.require_super("create tenants").unwrap_err().status(), 403);
+        let sup = Caller::cli().access(theirs).unwrap();
+        assert!(sup.is_super() && sup.require(MemberRole::Owner, "x").is_ok() && sup.member().is_none());
+    }
 }

@@ -62,7 +62,10 @@ pub async fn embeddings(
 }
 
 /// The aliases this key may call.
-pub async fn list_models(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Response {
+pub async fn list_models(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Response {
     let data: Vec<_> = state
         .gateway
         .models()

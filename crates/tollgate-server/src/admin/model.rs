@@ -1,0 +1,617 @@
+//! The admin API's wire types: request bodies (unknown fields rejected, so a typo is a 400, not
+//! a silently ignored field) and responses. They carry the OpenAPI schemas, so the document is
+//! generated from the same types the handlers read and write.
+//!
+//! Responses are views of the store's records with an OpenAI-style `object` tag; secrets never
+//! appear in them except a key's secret in the one create/rotate response.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use tollgate_core::admin::{CreateCredential, CreatedKey, Me};
+use tollgate_types::JsonMap;
+use tollgate_types::ports::store::{
+    KeyPatch, MemberPatch, NewMember, NewProject, NewTenant, ProjectPatch, TenantPatch,
+};
+use tollgate_types::tenancy::{
+    Actor, ApiKey, AuditRecord, KeyScope, Member, MemberId, MemberRole, Page, Project, ProviderCredential,
+    Tenant, TenantPolicy,
+};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+// === shared ===
+
+/// One page of a list, oldest first (the audit log: newest first).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T> {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<T>,
+    /// Whether another page follows.
+    pub has_more: bool,
+    /// Pass as `after` to get the next page; `null` on the last page.
+    pub next_cursor: Option<Uuid>,
+}
+
+impl<T> List<T> {
+    pub fn from_page<R>(page: Page<R>, view: impl FnMut(R) -> T) -> Self {
+        Self {
+            object: "list",
+            data: page.data.into_iter().map(view).collect(),
+            has_more: page.next.is_some(),
+            next_cursor: page.next,
+        }
+    }
+}
+
+/// What a DELETE answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Deleted {
+    pub id: Uuid,
+    /// The kind of the deleted resource (`tenant`, `project`, `member`, `provider_credential`).
+    pub object: &'static str,
+    pub deleted: bool,
+}
+
+impl Deleted {
+    pub fn new(object: &'static str, id: Uuid) -> Self {
+        Self { id, object, deleted: true }
+    }
+}
+
+/// The error body of every failure (OpenAI's shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// What was wrong and how to fix it.
+    pub message: String,
+    /// `invalid_request_error`, `authentication_error`, `permission_error`, `server_error`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The field or parameter at fault, when there is one.
+    pub param: Option<String>,
+    /// Stable code: `invalid_request`, `invalid_api_key`, `forbidden`, `not_found`, `conflict`, ...
+    pub code: String,
+}
+
+/// A member's role in its tenant; each can do what the ones before it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Viewer,
+    Developer,
+    Admin,
+    Owner,
+}
+
+impl From<MemberRole> for Role {
+    fn from(r: MemberRole) -> Self {
+        match r {
+            MemberRole::Viewer => Role::Viewer,
+            MemberRole::Developer => Role::Developer,
+            MemberRole::Admin => Role::Admin,
+            MemberRole::Owner => Role::Owner,
+        }
+    }
+}
+
+impl From<Role> for MemberRole {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Viewer => MemberRole::Viewer,
+            Role::Developer => MemberRole::Developer,
+            Role::Admin => MemberRole::Admin,
+            Role::Owner => MemberRole::Owner,
+        }
+    }
+}
+
+/// What a key may be used for: `inference` (`/v1/...`) and/or `admin` (`/admin/v1/...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Inference,
+    Admin,
+}
+
+impl From<KeyScope> for Scope {
+    fn from(s: KeyScope) -> Self {
+        match s {
+            KeyScope::Inference => Scope::Inference,
+            KeyScope::Admin => Scope::Admin,
+        }
+    }
+}
+
+impl From<Scope> for KeyScope {
+    fn from(s: Scope) -> Self {
+        match s {
+            Scope::Inference => KeyScope::Inference,
+            Scope::Admin => KeyScope::Admin,
+        }
+    }
+}
+
+/// `Some(None)` for an explicit `null`, `None` when absent (with `#[serde(default)]`): lets a
+/// PATCH clear a field.
+fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+fn nullable_time<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<OffsetDateTime>>, D::Error> {
+    time::serde::rfc3339::option::deserialize(d).map(Some)
+}
+
+// === me ===
+
+/// The caller.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeView {
+    /// Always `me`.
+    pub object: &'static str,
+    /// `super_admin` (the bootstrap key) or `key` (a tenant's key).
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub key_id: Option<Uuid>,
+    pub tenant_id: Option<Uuid>,
+    pub project_id: Option<Uuid>,
+    pub member_id: Option<Uuid>,
+    pub role: Option<Role>,
+    pub scopes: Option<Vec<Scope>>,
+}
+
+impl From<Me> for MeView {
+    fn from(me: Me) -> Self {
+        match me {
+            Me::SuperAdmin => Self {
+                object: "me",
+                kind: "super_admin",
+                key_id: None,
+                tenant_id: None,
+                project_id: None,
+                member_id: None,
+                role: None,
+                scopes: None,
+            },
+            Me::Key { key_id, tenant_id, project_id, member_id, role, scopes } => Self {
+                object: "me",
+                kind: "key",
+                key_id: Some(key_id.0),
+                tenant_id: Some(tenant_id.0),
+                project_id: Some(project_id.0),
+                member_id: Some(member_id.0),
+                role: Some(role.into()),
+                scopes: Some(scopes.into_iter().map(Scope::from).collect()),
+            },
+        }
+    }
+}
+
+// === tenants ===
+
+/// Tenant-wide rules.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Never use the gateway's own provider keys for this tenant: a call to a provider the
+    /// tenant has no credential for fails with 403.
+    #[serde(default)]
+    pub byok_only: bool,
+}
+
+impl From<TenantPolicy> for Policy {
+    fn from(p: TenantPolicy) -> Self {
+        Self { byok_only: p.byok_only }
+    }
+}
+
+impl From<Policy> for TenantPolicy {
+    fn from(p: Policy) -> Self {
+        Self { byok_only: p.byok_only }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    /// Always `tenant`.
+    pub object: &'static str,
+    pub id: Uuid,
+    pub name: String,
+    pub policy: Policy,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Tenant> for TenantView {
+    fn from(t: Tenant) -> Self {
+        Self {
+            object: "tenant",
+            id: t.id.0,
+            name: t.name,
+            policy: t.policy.into(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// 1-200 characters.
+    pub name: String,
+    #[serde(default)]
+    pub policy: Policy,
+}
+
+impl From<CreateTenant> for NewTenant {
+    fn from(b: CreateTenant) -> Self {
+        Self { name: b.name, policy: b.policy.into() }
+    }
+}
+
+/// Renaming needs the admin role; changing the policy needs the owner role.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    pub policy: Option<Policy>,
+}
+
+impl From<UpdateTenant> for TenantPatch {
+    fn from(b: UpdateTenant) -> Self {
+        Self { name: b.name, policy: b.policy.map(Into::into) }
+    }
+}
+
+// === projects ===
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectView {
+    /// Always `project`.
+    pub object: &'static str,
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Project> for ProjectView {
+    fn from(p: Project) -> Self {
+        Self {
+            object: "project",
+            id: p.id.0,
+            tenant_id: p.tenant_id.0,
+            name: p.name,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// 1-200 characters, unique in the tenant.
+    pub name: String,
+}
+
+impl From<CreateProject> for NewProject {
+    fn from(b: CreateProject) -> Self {
+        Self { name: b.name }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProject {
+    pub name: Option<String>,
+}
+
+impl From<UpdateProject> for ProjectPatch {
+    fn from(b: UpdateProject) -> Self {
+        Self { name: b.name }
+    }
+}
+
+// === members ===
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberView {
+    /// Always `member`.
+    pub object: &'static str,
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub role: Role,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<Member> for MemberView {
+    fn from(m: Member) -> Self {
+        Self {
+            object: "member",
+            id: m.id.0,
+            tenant_id: m.tenant_id.0,
+            name: m.name,
+            role: m.role.into(),
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMember {
+    /// 1-200 characters, unique in the tenant (an email address, or any name).
+    pub name: String,
+    pub role: Role,
+}
+
+impl From<CreateMember> for NewMember {
+    fn from(b: CreateMember) -> Self {
+        Self { name: b.name, role: b.role.into() }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMember {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+}
+
+impl From<UpdateMember> for MemberPatch {
+    fn from(b: UpdateMember) -> Self {
+        Self { name: b.name, role: b.role.map(Into::into) }
+    }
+}
+
+// === keys ===
+
+/// An API key as listed: never its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    /// Always `api_key`.
+    pub object: &'static str,
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub project_id: Uuid,
+    /// The member whose role the key carries on the admin API.
+    pub owner_id: Uuid,
+    pub name: String,
+    /// The readable start of the key (`tg_live_AbCd`).
+    pub prefix: String,
+    pub scopes: Vec<Scope>,
+    /// Model aliases the key may call; `null` means every model.
+    pub allowed_models: Option<Vec<String>>,
+    #[schema(value_type = Object)]
+    pub metadata: JsonMap,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub revoked_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_used_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<ApiKey> for KeyView {
+    fn from(k: ApiKey) -> Self {
+        Self {
+            object: "api_key",
+            id: k.id.0,
+            tenant_id: k.tenant_id.0,
+            project_id: k.project_id.0,
+            owner_id: k.owner_id.0,
+            name: k.name,
+            prefix: k.prefix,
+            scopes: k.scopes.into_iter().map(Scope::from).collect(),
+            allowed_models: k.allowed_models,
+            metadata: k.metadata,
+            expires_at: k.expires_at,
+            revoked_at: k.revoked_at,
+            last_used_at: k.last_used_at,
+            created_at: k.created_at,
+            updated_at: k.updated_at,
+        }
+    }
+}
+
+/// A new key with its secret: shown in this response only, never again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedKeyView {
+    #[serde(flatten)]
+    pub key: KeyView,
+    /// The full key (`tg_live_...`). Store it now: the gateway keeps only its hash.
+    pub secret: String,
+}
+
+impl From<CreatedKey> for CreatedKeyView {
+    fn from(c: CreatedKey) -> Self {
+        Self { key: c.key.into(), secret: c.secret.expose_secret().to_owned() }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub project_id: Uuid,
+    /// The member whose role the key carries. Default: the caller's member (the super-admin
+    /// must give one).
+    pub owner_id: Option<Uuid>,
+    /// 1-200 characters.
+    pub name: String,
+    /// Default `["inference"]`. Only admins and owners may grant `admin`.
+    pub scopes: Option<Vec<Scope>>,
+    /// 1-100 model aliases; absent or `null` allows every model.
+    pub allowed_models: Option<Vec<String>>,
+    /// Free-form JSON object, at most 16 KiB.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: JsonMap,
+    /// RFC 3339, in the future.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl From<CreateKey> for tollgate_core::admin::CreateKey {
+    fn from(b: CreateKey) -> Self {
+        Self {
+            project_id: tollgate_types::tenancy::ProjectId(b.project_id),
+            owner_id: b.owner_id.map(MemberId),
+            name: b.name,
+            scopes: b.scopes.map(|s| s.into_iter().map(KeyScope::from).collect()),
+            allowed_models: b.allowed_models,
+            metadata: b.metadata,
+            expires_at: b.expires_at,
+        }
+    }
+}
+
+/// Fields left out are unchanged; `null` clears `allowed_models` (every model) or `expires_at`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKey {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_models: Option<Option<Vec<String>>>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<JsonMap>,
+    #[serde(default, deserialize_with = "nullable_time")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Option<OffsetDateTime>>,
+}
+
+impl From<UpdateKey> for KeyPatch {
+    fn from(b: UpdateKey) -> Self {
+        Self {
+            name: b.name,
+            allowed_models: b.allowed_models,
+            metadata: b.metadata,
+            expires_at: b.expires_at,
+        }
+    }
+}
+
+// === credentials ===
+
+/// A provider credential: never its secret, only the masked tail.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialView {
+    /// Always `provider_credential`.
+    pub object: &'static str,
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    /// The provider entry of the gateway config it is used for.
+    pub provider: String,
+    pub name: String,
+    /// `...` and the last four characters of the secret.
+    pub masked: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<ProviderCredential> for CredentialView {
+    fn from(c: ProviderCredential) -> Self {
+        Self {
+            object: "provider_credential",
+            id: c.id.0,
+            tenant_id: c.tenant_id.0,
+            provider: c.provider,
+            name: c.name,
+            masked: c.masked,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+/// `Debug` is not derived: the body holds a secret.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCredentialBody {
+    /// A provider name of the gateway's config (`openai`, `anthropic`, ...).
+    pub provider: String,
+    /// 1-200 characters.
+    pub name: String,
+    /// The provider API key. Encrypted at rest; never returned.
+    #[schema(value_type = String, format = Password)]
+    pub secret: SecretBody,
+}
+
+/// A secret as it arrives: moved into a [`SecretString`] at once, so no `Debug` shows it.
+pub struct SecretBody(SecretString);
+
+impl<'de> Deserialize<'de> for SecretBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| SecretBody(SecretString::from(s)))
+    }
+}
+
+impl From<CreateCredentialBody> for CreateCredential {
+    fn from(b: CreateCredentialBody) -> Self {
+        Self { provider: b.provider, name: b.name, secret: b.secret.0 }
+    }
+}
+
+// === audit ===
+
+/// One admin change: who, what, when, and the resource before and after (never secrets).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditView {
+    /// Always `audit_record`.
+    pub object: &'static str,
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    /// `{"type":"super_admin"}`, `{"type":"key","key_id":..,"member_id":..}` or `{"type":"cli"}`.
+    #[schema(value_type = Object)]
+    pub actor: Actor,
+    /// `tenant.update`, `key.create`, `key.revoke`, `credential.delete`, ...
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    #[schema(value_type = Option<Object>)]
+    pub before: Option<serde_json::Value>,
+    #[schema(value_type = Option<Object>)]
+    pub after: Option<serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+impl From<AuditRecord> for AuditView {
+    fn from(a: AuditRecord) -> Self {
+        Self {
+            object: "audit_record",
+            id: a.id.0,
+            tenant_id: a.tenant_id.0,
+            actor: a.actor,
+            action: a.action,
+            resource_type: a.resource_type,
+            resource_id: a.resource_id,
+            before: a.before,
+            after: a.after,
+            at: a.at,
+        }
+    }
+}
