@@ -59,8 +59,15 @@ fn check_config_reports_every_problem_with_its_path() {
 
 #[tokio::test]
 async fn serves_the_default_config_with_a_generated_key_and_stops_on_sigterm() {
+    // A copy of the default config in a scratch directory, so its store file lands there.
+    let dir = std::env::temp_dir().join(format!("tollgate-cli-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("tollgate.yaml");
+    std::fs::copy(repo_file("tollgate.yaml"), &config).unwrap();
     let mut child = tollgate()
-        .args(["--config", &repo_file("tollgate.yaml"), "serve", "--listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -109,6 +116,8 @@ async fn serves_the_default_config_with_a_generated_key_and_stops_on_sigterm() {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "exit status {status}");
+            assert!(dir.join("tollgate.db").exists(), "the default store is a file next to the config");
+            let _ = std::fs::remove_dir_all(&dir);
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "tollgate did not stop on SIGTERM");

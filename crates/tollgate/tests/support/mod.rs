@@ -24,7 +24,12 @@ pub fn tollgate(config: &Path) -> Command {
 
 /// Runs a CLI command; returns stdout, failing the test with stderr if it failed.
 pub fn cli(config: &Path, args: &[&str]) -> String {
-    let out = tollgate(config).args(args).output().unwrap();
+    cli_env(config, &[], args)
+}
+
+/// [`cli`] with extra environment variables.
+pub fn cli_env(config: &Path, env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = tollgate(config).envs(env.iter().copied()).args(args).output().unwrap();
     assert!(out.status.success(), "tollgate {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -65,7 +70,13 @@ pub struct Gateway {
 impl Gateway {
     /// Starts `tollgate serve` on 127.0.0.1:0 and waits for its address.
     pub fn start(config: &Path) -> Gateway {
+        Self::start_env(config, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables.
+    pub fn start_env(config: &Path, env: &[(&str, &str)]) -> Gateway {
         let mut child = tollgate(config)
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stderr(Stdio::piped())
             .spawn()
