@@ -353,14 +353,22 @@ pub fn error_response(status: u16, retry_after: Option<u64>, body: serde_json::V
 pub struct SseEvent {
     pub event: Option<String>,
     pub data: String,
+    /// Sent right after the previous event, without the generation delay: what a provider
+    /// sends once generation is over (the usage chunk, `[DONE]`).
+    pub trailer: bool,
 }
 
 impl SseEvent {
     pub fn data(data: impl Into<String>) -> Self {
-        Self { event: None, data: data.into() }
+        Self { event: None, data: data.into(), trailer: false }
     }
     pub fn named(event: &str, data: impl Into<String>) -> Self {
-        Self { event: Some(event.to_owned()), data: data.into() }
+        Self { event: Some(event.to_owned()), data: data.into(), trailer: false }
+    }
+    /// Marks the event as a trailer (no delay before it).
+    pub fn trailer(mut self) -> Self {
+        self.trailer = true;
+        self
     }
     fn encode(&self) -> Bytes {
         let mut s = String::with_capacity(self.data.len() + 32);
@@ -385,7 +393,7 @@ pub fn sse_response(events: Vec<SseEvent>, knobs: &Knobs) -> Response {
     let stream = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, ev)| {
         let _alive = &guard;
         async move {
-            if i > 0 && !delay.is_zero() {
+            if i > 0 && !delay.is_zero() && !ev.trailer {
                 tokio::time::sleep(delay).await;
             }
             if cut.is_some_and(|n| i >= n) {

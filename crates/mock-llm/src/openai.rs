@@ -199,13 +199,16 @@ async fn answer_chat(
     }
     events.push(SseEvent::data(chunk(json!({}), Some(finish))));
     if parsed["stream_options"]["include_usage"].as_bool() == Some(true) {
-        events.push(SseEvent::data(
-            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": conv.model,
-                "choices": [], "usage": usage})
-            .to_string(),
-        ));
+        events.push(
+            SseEvent::data(
+                json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": conv.model,
+                    "choices": [], "usage": usage})
+                .to_string(),
+            )
+            .trailer(),
+        );
     }
-    events.push(SseEvent::data("[DONE]"));
+    events.push(SseEvent::data("[DONE]").trailer());
     core::sse_response(events, &knobs)
 }
 
