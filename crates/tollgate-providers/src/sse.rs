@@ -119,3 +119,26 @@ pub fn parse_data<T: serde::de::DeserializeOwned>(
     serde_json::from_str(data)
         .map_err(|e| ProviderError::invalid_response(provider, format!("bad stream event: {e}")))
 }
+
+/// Helpers for the stream decoders' unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use tollgate_types::ChatChunk;
+    use tollgate_types::ports::ProviderError;
+
+    use super::StreamDecoder;
+
+    /// Feeds `(event, data)` pairs in order; the first error is returned as is.
+    pub fn feed<D: StreamDecoder>(d: &mut D, events: &[(&str, &str)]) -> Result<Vec<D::Item>, ProviderError> {
+        let mut out = Vec::new();
+        for (event, data) in events {
+            out.extend(d.on_event(event, data)?);
+        }
+        Ok(out)
+    }
+
+    /// The streamed text, all choices' content deltas in order.
+    pub fn text_of(chunks: &[ChatChunk]) -> String {
+        chunks.iter().flat_map(|c| &c.choices).filter_map(|c| c.delta.content.as_deref()).collect()
+    }
+}

@@ -10,38 +10,18 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mock_llm::{Knobs, MockLlm};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use tollgate_providers::anthropic::AnthropicAdapter;
 use tollgate_providers::{Credential, ProviderSettings};
 use tollgate_types::ports::{CallCtx, ProviderAdapter, ProviderError, ProviderErrorKind};
 use tollgate_types::{ChatChunk, ChatRequest, FinishReason, ToolKind};
 
-const KEY: &str = "test-key";
+mod common;
+
+use common::{KEY, call, request, settings, text_of};
 
 fn adapter(mock: &MockLlm) -> AnthropicAdapter {
-    let settings = ProviderSettings {
-        base_url: mock.base_url(),
-        credential: Credential::Key(SecretString::from(KEY)),
-        headers: vec![(http::HeaderName::from_static("x-team"), http::HeaderValue::from_static("search"))],
-        api_version: None,
-        http: tollgate_providers::http::build_client(Duration::from_secs(2)).unwrap(),
-    };
-    AnthropicAdapter::new(settings).unwrap()
-}
-
-fn call(model: &str) -> CallCtx {
-    CallCtx {
-        upstream_model: model.to_owned(),
-        request_id: "req-test".to_owned(),
-        first_byte_timeout: Duration::from_secs(2),
-        total_timeout: Duration::from_secs(5),
-        include_usage: true,
-    }
-}
-
-fn request(body: Value) -> ChatRequest {
-    serde_json::from_value(body).unwrap()
+    AnthropicAdapter::new(settings(mock, KEY, ("x-team", "search"))).unwrap()
 }
 
 fn user(text: &str) -> ChatRequest {
@@ -82,10 +62,6 @@ async fn collect(
     };
     let err = tokio::time::timeout(Duration::from_secs(5), drain).await.expect("the stream hung");
     (chunks, err)
-}
-
-fn text_of(chunks: &[ChatChunk]) -> String {
-    chunks.iter().flat_map(|c| &c.choices).filter_map(|c| c.delta.content.as_deref()).collect()
 }
 
 async fn chat_err(model: &str) -> ProviderError {

@@ -7,45 +7,21 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use mock_llm::{Knobs, MockLlm};
-use secrecy::SecretString;
 use serde_json::{Value, json};
 use tollgate_providers::cohere::CohereAdapter;
-use tollgate_providers::{Credential, ProviderSettings};
-use tollgate_types::ports::{CallCtx, ProviderAdapter, ProviderError, ProviderErrorKind};
+use tollgate_types::ports::{ProviderAdapter, ProviderError, ProviderErrorKind};
 use tollgate_types::{ChatChunk, ChatRequest, EmbeddingsRequest, FinishReason, Usage};
 
-const KEY: &str = "test-key";
+mod common;
+
+use common::{KEY, call, request, settings, text_of};
 
 fn adapter(mock: &MockLlm) -> CohereAdapter {
     adapter_with(mock, KEY)
 }
 
 fn adapter_with(mock: &MockLlm, key: &str) -> CohereAdapter {
-    let settings = ProviderSettings {
-        base_url: mock.base_url(),
-        credential: Credential::Key(SecretString::from(key)),
-        headers: vec![(
-            http::HeaderName::from_static("x-client-name"),
-            http::HeaderValue::from_static("tollgate"),
-        )],
-        api_version: None,
-        http: tollgate_providers::http::build_client(Duration::from_secs(2)).unwrap(),
-    };
-    CohereAdapter::new(settings).unwrap()
-}
-
-fn call(model: &str) -> CallCtx {
-    CallCtx {
-        upstream_model: model.to_owned(),
-        request_id: "req-1".to_owned(),
-        first_byte_timeout: Duration::from_secs(5),
-        total_timeout: Duration::from_secs(10),
-        include_usage: true,
-    }
-}
-
-fn request(body: Value) -> ChatRequest {
-    serde_json::from_value(body).unwrap()
+    CohereAdapter::new(settings(mock, key, ("x-client-name", "tollgate"))).unwrap()
 }
 
 fn hello() -> ChatRequest {
@@ -65,10 +41,6 @@ async fn collect(
 ) -> Vec<Result<ChatChunk, ProviderError>> {
     let stream = adapter.chat_stream(req, &call(model)).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), stream.collect()).await.unwrap()
-}
-
-fn text_of(chunks: &[ChatChunk]) -> String {
-    chunks.iter().filter_map(|c| c.choices.first()).filter_map(|c| c.delta.content.as_deref()).collect()
 }
 
 async fn chat_error(mock: &MockLlm, model: &str) -> ProviderError {

@@ -8,35 +8,15 @@ use futures::StreamExt;
 use mock_llm::{Knobs, MockLlm};
 use serde_json::{Value, json};
 use tollgate_providers::gemini::GeminiAdapter;
-use tollgate_providers::{Credential, ProviderSettings};
 use tollgate_types::ports::{CallCtx, ProviderAdapter, ProviderError, ProviderErrorKind};
 use tollgate_types::{ChatChunk, ChatRequest, FinishReason};
 
-const KEY: &str = "test-key";
+mod common;
+
+use common::{KEY, call, request, settings, text_of};
 
 fn adapter(mock: &MockLlm) -> GeminiAdapter {
-    let settings = ProviderSettings {
-        base_url: mock.base_url(),
-        credential: Credential::Key(secrecy::SecretString::from(KEY)),
-        headers: vec![(http::HeaderName::from_static("x-extra"), http::HeaderValue::from_static("yes"))],
-        api_version: None,
-        http: tollgate_providers::http::build_client(Duration::from_secs(2)).unwrap(),
-    };
-    GeminiAdapter::new(settings).unwrap()
-}
-
-fn call(model: &str) -> CallCtx {
-    CallCtx {
-        upstream_model: model.to_owned(),
-        request_id: "req-1".to_owned(),
-        first_byte_timeout: Duration::from_secs(5),
-        total_timeout: Duration::from_secs(10),
-        include_usage: true,
-    }
-}
-
-fn request(v: Value) -> ChatRequest {
-    serde_json::from_value(v).unwrap()
+    GeminiAdapter::new(settings(mock, KEY, ("x-extra", "yes"))).unwrap()
 }
 
 fn hello() -> ChatRequest {
@@ -70,10 +50,6 @@ async fn collect(
         }
     }
     (chunks, None)
-}
-
-fn text(chunks: &[ChatChunk]) -> String {
-    chunks.iter().filter_map(|c| c.choices.first()?.delta.content.clone()).collect()
 }
 
 async fn chat_err(mock: &MockLlm, model: &str) -> ProviderError {
@@ -117,7 +93,7 @@ async fn stream_text_finish_and_usage() {
     assert_eq!(mock.requests()[0].path, "/v1beta/models/gemini-2.5-flash:streamGenerateContent");
     assert_eq!(mock.requests()[0].query.as_deref(), Some("alt=sse"));
     assert_eq!(chunks[0].choices[0].delta.role, Some(tollgate_types::Role::Assistant));
-    assert_eq!(text(&chunks), "mock: hello there");
+    assert_eq!(text_of(&chunks), "mock: hello there");
     let finish = chunks.iter().find_map(|c| c.choices.first()?.finish_reason);
     assert_eq!(finish, Some(FinishReason::Stop));
     let last = chunks.last().unwrap();
@@ -132,7 +108,7 @@ async fn stream_truncated_by_max_tokens_finishes_with_length() {
     req.max_tokens = Some(2);
     let (chunks, err) = collect(&adapter(&mock), &req, &call("gemini-2.5-flash")).await;
     assert!(err.is_none());
-    assert_eq!(text(&chunks), "mock: hello ");
+    assert_eq!(text_of(&chunks), "mock: hello ");
     assert_eq!(chunks.iter().find_map(|c| c.choices.first()?.finish_reason), Some(FinishReason::Length));
 }
 
@@ -281,7 +257,7 @@ async fn a_disconnect_mid_stream_ends_with_an_error() {
     let (chunks, err) =
         collect(&adapter(&mock), &hello(), &call("gemini-2.5-flash~disconnect_after=1,chunk_delay_ms=50"))
             .await;
-    assert_eq!(text(&chunks), "mock: ");
+    assert_eq!(text_of(&chunks), "mock: ");
     let e = err.expect("the stream must end with an error");
     assert!(e.retryable(), "{e:?}");
     assert!(chunks.iter().all(|c| c.usage.is_none()));

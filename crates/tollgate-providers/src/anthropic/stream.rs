@@ -157,20 +157,8 @@ impl StreamDecoder for ChatDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sse::testing::{feed, text_of};
     use tollgate_types::ports::ProviderErrorKind;
-
-    /// Feeds `(event, data)` pairs, as in Anthropic's streaming documentation.
-    fn feed(d: &mut ChatDecoder, events: &[(&str, &str)]) -> Result<Vec<ChatChunk>, ProviderError> {
-        let mut out = Vec::new();
-        for (event, data) in events {
-            out.extend(d.on_event(event, data)?);
-        }
-        Ok(out)
-    }
-
-    fn text_of(chunks: &[ChatChunk]) -> String {
-        chunks.iter().flat_map(|c| &c.choices).filter_map(|c| c.delta.content.as_deref()).collect()
-    }
 
     const TEXT_STREAM: &[(&str, &str)] = &[
         (

@@ -157,19 +157,7 @@ impl StreamDecoder for ChatDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Feeds `(event, data)` pairs; the first error is returned as is.
-    fn feed(d: &mut ChatDecoder, events: &[(&str, &str)]) -> Result<Vec<ChatChunk>, ProviderError> {
-        let mut out = Vec::new();
-        for (event, data) in events {
-            out.extend(d.on_event(event, data)?);
-        }
-        Ok(out)
-    }
-
-    fn text_of(chunks: &[ChatChunk]) -> String {
-        chunks.iter().filter_map(|c| c.choices.first()).filter_map(|c| c.delta.content.as_deref()).collect()
-    }
+    use crate::sse::testing::{feed, text_of};
 
     const TEXT_STREAM: &[(&str, &str)] = &[
         (
