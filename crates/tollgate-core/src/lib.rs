@@ -10,9 +10,12 @@ pub mod auth;
 pub mod byok;
 pub mod config;
 pub mod env;
+pub mod limits;
+pub mod metering;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod secrets;
+pub mod usage_sink;
 
 pub use pipeline::{Gateway, RequestCtx};

@@ -16,20 +16,24 @@ use std::task::{Context, Poll};
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 use tollgate_types::ports::store::{Change, ChangeEvent};
+use tollgate_types::ports::usage::{TokenSource, UsageSink};
 use tollgate_types::ports::{
     CallCtx, ChunkStream, CompletionStream, ProviderAdapter, ProviderError, ProviderErrorKind,
 };
 use tollgate_types::{
     Attempt, ChatChunk, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, EmbeddingsRequest,
-    EmbeddingsResponse, ErrorKind, GatewayError, Usage,
+    EmbeddingsResponse, ErrorKind, GatewayError, JsonMap, Usage,
 };
 
 use crate::auth::Principal;
 use crate::byok::{CredentialSet, TenantCredentials};
-use crate::metrics::{self, RequestLabels};
+use crate::metrics;
 use crate::registry::{Deployment, ModelRoute, Registry};
 
+mod meter;
 mod validate;
+
+use meter::{Answer, Meter};
 
 /// Per-request facts the pipeline needs from the ingress.
 #[derive(Debug, Clone)]
@@ -73,7 +77,8 @@ pub struct Served<T> {
 /// What `chat` returns: a whole completion, or a stream whose first chunk has already arrived.
 pub enum ChatOutcome {
     Json(Served<ChatResponse>),
-    Stream(Served<MeteredStream>),
+    /// Boxed: the stream carries the request's metering state, much larger than a response.
+    Stream(Served<Box<MeteredStream>>),
 }
 
 /// What `completions` returns.
@@ -94,11 +99,28 @@ pub struct Gateway {
     registry: Registry,
     /// Tenants' own provider credentials (absent when there is no store).
     credentials: Option<Arc<TenantCredentials>>,
+    /// Where each request's usage record goes (absent when there is no store).
+    usage: Option<Arc<dyn UsageSink>>,
 }
 
 impl Gateway {
-    pub fn new(registry: Registry, credentials: Option<Arc<TenantCredentials>>) -> Self {
-        Self { registry, credentials }
+    pub fn new(
+        registry: Registry,
+        credentials: Option<Arc<TenantCredentials>>,
+        usage: Option<Arc<dyn UsageSink>>,
+    ) -> Self {
+        Self { registry, credentials, usage }
+    }
+
+    fn meter(
+        &self,
+        ctx: &RequestCtx,
+        endpoint: Endpoint,
+        model: &str,
+        user: Option<&str>,
+        metadata: Option<&JsonMap>,
+    ) -> Meter {
+        Meter::new(self.usage.clone(), ctx, endpoint, model, user, metadata)
     }
 
     /// Drops state a change makes stale (tenants' credentials and the adapters built on them).
@@ -116,7 +138,8 @@ impl Gateway {
 
     /// `POST /v1/chat/completions`.
     pub async fn chat(&self, ctx: &RequestCtx, req: ChatRequest) -> Result<ChatOutcome, GatewayError> {
-        let route = self.admit(ctx, Endpoint::Chat, &req.model, || validate::chat(&req))?;
+        let meter = self.meter(ctx, Endpoint::Chat, &req.model, req.user.as_deref(), req.metadata.as_ref());
+        let route = self.admit(ctx, &meter, &req.model, || validate::chat(&req))?;
         if req.stream {
             let wants_usage = req.wants_stream_usage();
             let result = self
@@ -127,10 +150,17 @@ impl Gateway {
                 .await;
             return match result {
                 Ok(Served { value: (first, rest), deployment }) => {
-                    let metered = MeteredStream::new(ctx, route, &deployment, first, rest, wants_usage);
+                    let metered = Box::new(MeteredStream::new(
+                        meter,
+                        route,
+                        deployment.clone(),
+                        first,
+                        rest,
+                        wants_usage,
+                    ));
                     Ok(ChatOutcome::Stream(Served { value: metered, deployment }))
                 }
-                Err(e) => Err(self.settle_error(ctx, route, Endpoint::Chat, e)),
+                Err(e) => Err(failed(&meter, route, e)),
             };
         }
         let result = self
@@ -141,10 +171,10 @@ impl Gateway {
             .await;
         match result {
             Ok(served) => {
-                settle(ctx, route, &served.deployment, Endpoint::Chat, served.value.usage.as_ref());
+                meter.answered(&route.alias, &served.deployment, &Answer::ok(served.value.usage.as_ref()));
                 Ok(ChatOutcome::Json(served))
             }
-            Err(e) => Err(self.settle_error(ctx, route, Endpoint::Chat, e)),
+            Err(e) => Err(failed(&meter, route, e)),
         }
     }
 
@@ -154,7 +184,8 @@ impl Gateway {
         ctx: &RequestCtx,
         req: EmbeddingsRequest,
     ) -> Result<Served<EmbeddingsResponse>, GatewayError> {
-        let route = self.admit(ctx, Endpoint::Embeddings, &req.model, || validate::embeddings(&req))?;
+        let meter = self.meter(ctx, Endpoint::Embeddings, &req.model, req.user.as_deref(), None);
+        let route = self.admit(ctx, &meter, &req.model, || validate::embeddings(&req))?;
         let result = self
             .call_with_fallback(ctx, route, Endpoint::Embeddings, |adapter, call| {
                 let req = &req;
@@ -165,10 +196,10 @@ impl Gateway {
             Ok(served) => {
                 let u = served.value.usage;
                 let usage = Usage::new(u.prompt_tokens, 0, None);
-                settle(ctx, route, &served.deployment, Endpoint::Embeddings, Some(&usage));
+                meter.answered(&route.alias, &served.deployment, &Answer::ok(Some(&usage)));
                 Ok(served)
             }
-            Err(e) => Err(self.settle_error(ctx, route, Endpoint::Embeddings, e)),
+            Err(e) => Err(failed(&meter, route, e)),
         }
     }
 
@@ -178,7 +209,8 @@ impl Gateway {
         ctx: &RequestCtx,
         req: CompletionRequest,
     ) -> Result<CompletionOutcome, GatewayError> {
-        let route = self.admit(ctx, Endpoint::Completions, &req.model, || validate::completions(&req))?;
+        let meter = self.meter(ctx, Endpoint::Completions, &req.model, None, None);
+        let route = self.admit(ctx, &meter, &req.model, || validate::completions(&req))?;
         let outcome = if req.stream {
             self.call_with_fallback(ctx, route, Endpoint::Completions, |adapter, call| {
                 let req = &req;
@@ -186,7 +218,8 @@ impl Gateway {
             })
             .await
             .map(|s| {
-                settle(ctx, route, &s.deployment, Endpoint::Completions, None);
+                // Legacy completion streams are passed through unmetered for tokens.
+                meter.answered(&route.alias, &s.deployment, &Answer::ok(None));
                 CompletionOutcome::Stream(s)
             })
         } else {
@@ -196,11 +229,11 @@ impl Gateway {
             })
             .await
             .map(|s| {
-                settle(ctx, route, &s.deployment, Endpoint::Completions, s.value.usage.as_ref());
+                meter.answered(&route.alias, &s.deployment, &Answer::ok(s.value.usage.as_ref()));
                 CompletionOutcome::Json(s)
             })
         };
-        outcome.map_err(|e| self.settle_error(ctx, route, Endpoint::Completions, e))
+        outcome.map_err(|e| failed(&meter, route, e))
     }
 
     /// The configured aliases, for `GET /v1/models`.
@@ -218,7 +251,7 @@ impl Gateway {
     fn admit(
         &self,
         ctx: &RequestCtx,
-        endpoint: Endpoint,
+        meter: &Meter,
         model: &str,
         validate: impl FnOnce() -> Result<(), GatewayError>,
     ) -> Result<&Arc<ModelRoute>, GatewayError> {
@@ -231,8 +264,7 @@ impl Gateway {
             })
         });
         if let Err(e) = &result {
-            let labels = RequestLabels { endpoint: endpoint.as_str(), model: "unknown", provider: "none" };
-            metrics::record_request(labels, e.status(), ctx.started.elapsed());
+            meter.rejected(e);
         }
         result
     }
@@ -320,29 +352,12 @@ impl Gateway {
             _ => Ok(None),
         }
     }
-
-    fn settle_error(
-        &self,
-        ctx: &RequestCtx,
-        route: &ModelRoute,
-        endpoint: Endpoint,
-        e: GatewayError,
-    ) -> GatewayError {
-        let provider = e.attempts.last().map_or("none", |a| a.error.provider);
-        let labels = RequestLabels { endpoint: endpoint.as_str(), model: &route.alias, provider };
-        metrics::record_request(labels, e.status(), ctx.started.elapsed());
-        e
-    }
 }
 
-/// Meters a finished (non-streaming) answer.
-fn settle(ctx: &RequestCtx, route: &ModelRoute, d: &Deployment, endpoint: Endpoint, usage: Option<&Usage>) {
-    let labels =
-        RequestLabels { endpoint: endpoint.as_str(), model: &route.alias, provider: d.provider_kind };
-    metrics::record_request(labels, 200, ctx.started.elapsed());
-    if let Some(u) = usage {
-        metrics::record_tokens(&route.alias, d.provider_kind, u);
-    }
+/// Settles a request every deployment of `route` failed; returns the error for the client.
+fn failed(meter: &Meter, route: &ModelRoute, e: GatewayError) -> GatewayError {
+    meter.failed(&route.alias, &e);
+    e
 }
 
 /// Waits for a stream's first chunk, so a failure before it counts as a failed attempt.
@@ -364,26 +379,34 @@ async fn open_stream(
 // === MeteredStream ===
 
 /// A client's chat stream: replays the peeked first chunk, hides the usage chunk from clients
-/// that did not ask for it, and meters the request when the stream ends or is dropped (a client
-/// that disconnects still gets its request counted).
+/// that did not ask for it, and settles the request when the stream ends, fails, or is dropped
+/// (a client that disconnects is still metered, its tokens marked `partial`).
 pub struct MeteredStream {
     first: Option<ChatChunk>,
     inner: ChunkStream,
     wants_usage: bool,
     usage: Option<Usage>,
-    first_token_seen: bool,
-    failed: bool,
+    ttft: Option<std::time::Duration>,
+    /// How the stream ended; `None` while it runs (a drop then means the client left).
+    ended: Option<StreamEnd>,
     settled: bool,
-    started: Instant,
+    meter: Meter,
     alias: String,
-    provider: &'static str,
+    deployment: Arc<Deployment>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StreamEnd {
+    Complete,
+    /// The upstream failed after the first chunk: the client saw a broken answer.
+    Failed,
 }
 
 impl MeteredStream {
     fn new(
-        ctx: &RequestCtx,
+        meter: Meter,
         route: &ModelRoute,
-        deployment: &Deployment,
+        deployment: Arc<Deployment>,
         first: ChatChunk,
         inner: ChunkStream,
         wants_usage: bool,
@@ -393,22 +416,21 @@ impl MeteredStream {
             inner,
             wants_usage,
             usage: None,
-            first_token_seen: false,
-            failed: false,
+            ttft: None,
+            ended: None,
             settled: false,
-            started: ctx.started,
+            meter,
             alias: route.alias.clone(),
-            provider: deployment.provider_kind,
+            deployment,
         }
     }
 
     /// Looks at one chunk on its way out; returns `None` if the client must not see it.
     fn observe(&mut self, mut chunk: ChatChunk) -> Option<ChatChunk> {
-        if !self.first_token_seen
+        if self.ttft.is_none()
             && chunk.choices.iter().any(|c| c.delta.content.is_some() || c.delta.tool_calls.is_some())
         {
-            self.first_token_seen = true;
-            metrics::record_ttft(&self.alias, self.provider, self.started.elapsed());
+            self.ttft = Some(self.meter.started().elapsed());
         }
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
@@ -426,15 +448,17 @@ impl MeteredStream {
         if std::mem::replace(&mut self.settled, true) {
             return;
         }
-        // A stream that failed mid-way already sent 200 headers; the metric records what the
-        // client experienced: a broken answer.
-        let status = if self.failed { 502 } else { 200 };
-        let labels =
-            RequestLabels { endpoint: Endpoint::Chat.as_str(), model: &self.alias, provider: self.provider };
-        metrics::record_request(labels, status, self.started.elapsed());
-        if let Some(u) = &self.usage {
-            metrics::record_tokens(&self.alias, self.provider, u);
-        }
+        let (status, error_code, source) = match (self.ended, self.usage.is_some()) {
+            (Some(StreamEnd::Complete), true) => (200, None, TokenSource::Provider),
+            (Some(StreamEnd::Complete), false) => (200, None, TokenSource::None),
+            // Headers (200) were sent before the failure; the record says what the client got.
+            (Some(StreamEnd::Failed), _) => {
+                (502, Some(ErrorKind::UpstreamUnavailable.code()), TokenSource::Partial)
+            }
+            (None, _) => (200, Some("client_disconnected"), TokenSource::Partial),
+        };
+        let answer = Answer { status, error_code, usage: self.usage.as_ref(), source, ttft: self.ttft };
+        self.meter.answered(&self.alias, &self.deployment, &answer);
     }
 }
 
@@ -452,14 +476,15 @@ impl Stream for MeteredStream {
             return match this.inner.poll_next_unpin(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(None) => {
+                    this.ended = Some(StreamEnd::Complete);
                     this.settle();
                     Poll::Ready(None)
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    this.failed = true;
+                    this.ended = Some(StreamEnd::Failed);
                     this.settle();
-                    metrics::record_upstream_error(this.provider, &e.kind);
-                    Poll::Ready(Some(Err(GatewayError::from(e))))
+                    metrics::record_upstream_error(this.deployment.provider_kind, &e.kind);
+                    Poll::Ready(Some(Err(GatewayError::from_provider(e, &this.deployment.provider))))
                 }
                 Poll::Ready(Some(Ok(chunk))) => match this.observe(chunk) {
                     Some(chunk) => Poll::Ready(Some(Ok(chunk))),

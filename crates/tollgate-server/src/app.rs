@@ -21,6 +21,8 @@ use tollgate_core::byok::TenantCredentials;
 use tollgate_core::config::{Config, ConfigError};
 use tollgate_core::registry::Registry;
 use tollgate_core::secrets::MasterKeys;
+use tollgate_core::usage_sink::{SinkConfig, UsageWriter, usage_sink};
+use tollgate_types::ports::usage::UsageSink;
 use tollgate_types::ports::store::Store;
 use tollgate_types::{ErrorKind, GatewayError};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -57,6 +59,8 @@ pub struct SharedState {
     pub max_body_bytes: usize,
     /// Permits for requests in flight; none left means shed with 503.
     pub in_flight: Arc<Semaphore>,
+    /// The usage sink's writer, until `spawn_background` starts it.
+    usage_writer: parking_lot::Mutex<Option<UsageWriter>>,
 }
 
 impl AppState {
@@ -73,8 +77,16 @@ impl AppState {
         let credentials =
             store.as_ref().map(|s| Arc::new(TenantCredentials::new(s.admin.clone(), master_keys.clone())));
         let auth = Authenticator::new(admin_key.expose_secret(), store.as_ref().map(|s| s.auth.clone()));
+        let (sink, writer) = match &store {
+            Some(s) => {
+                let (sink, writer) = usage_sink(s.usage.clone(), SinkConfig::default());
+                (Some(Arc::new(sink) as Arc<dyn UsageSink>), Some(writer))
+            }
+            None => (None, None),
+        };
         Ok(Self(Arc::new(SharedState {
-            gateway: Arc::new(Gateway::new(registry, credentials)),
+            gateway: Arc::new(Gateway::new(registry, credentials, sink)),
+            usage_writer: parking_lot::Mutex::new(writer),
             auth: Arc::new(auth),
             store,
             master_keys,
@@ -89,6 +101,9 @@ impl AppState {
     /// applying the store's change feed to the caches, and writing keys' last-used times (a
     /// final flush happens on shutdown).
     pub fn spawn_background(&self, tasks: &TaskTracker, shutdown: CancellationToken) {
+        if let Some(writer) = self.usage_writer.lock().take() {
+            tasks.spawn(writer.run(shutdown.clone(), USAGE_DRAIN_DEADLINE));
+        }
         let Some(store) = &self.store else { return };
         let mut changes = store.changes.subscribe();
         let (auth, gateway, stop) = (self.auth.clone(), self.gateway.clone(), shutdown.clone());
@@ -119,6 +134,9 @@ impl AppState {
         });
     }
 }
+
+/// How long shutdown waits for queued usage records to be written.
+const USAGE_DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often keys' last-used times are written.
 const USAGE_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);

@@ -4,8 +4,10 @@
 //! (`tests/contract`). Migrations are embedded and run by [`open`] at start or by
 //! `tollgate migrate`.
 
+mod paging;
 pub mod postgres;
 pub mod sqlite;
+mod usage_row;
 pub mod validate;
 
 pub use tollgate_types::ports::store::Store;

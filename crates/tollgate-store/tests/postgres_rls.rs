@@ -457,3 +457,63 @@ async fn connecting_as_a_role_that_bypasses_rls_is_refused() {
     assert!(err.to_string().contains("bypasses row-level security"), "{err}");
     assert!(PostgresStore::connect(&db.app_url).await.is_ok());
 }
+
+/// Usage records (partitioned by month) are under row-level security like every tenant table:
+/// nothing without the setting, only the tenant's own rows with it; the app role cannot write
+/// them directly (only through the batch function) nor read a partition directly.
+#[tokio::test]
+async fn usage_records_are_isolated_and_written_only_through_the_function() {
+    use tollgate_types::ports::usage::{TokenSource, UsageRecord, UsageStore};
+    let (store, db) = TestDb::with_store().await;
+    let (a, b) = (seed(&store, "usage-a").await, seed(&store, "usage-b").await);
+    let record = |tenant: TenantId, n: u32| UsageRecord {
+        id: Uuid::now_v7(),
+        request_id: format!("r{n}"),
+        at: time::OffsetDateTime::now_utc(),
+        tenant_id: Some(tenant),
+        project_id: None,
+        key_id: None,
+        endpoint: "chat".into(),
+        model: "m".into(),
+        provider: None,
+        deployment: None,
+        status: 200,
+        error_code: None,
+        input_tokens: 1,
+        output_tokens: 1,
+        cached_input_tokens: 0,
+        reasoning_tokens: 0,
+        token_source: TokenSource::Provider,
+        cost_nanodollars: None,
+        price_id: None,
+        latency_ms: 1,
+        ttft_ms: None,
+        cache_status: None,
+        user: None,
+        metadata: Default::default(),
+    };
+    store.insert_usage(&[record(a.tenant, 1), record(b.tenant, 2), record(b.tenant, 3)]).await.unwrap();
+
+    let mut conn = app_conn(&db).await;
+    assert_eq!(count(&mut conn, "usage_records").await, 0, "no setting, no rows");
+    let mut tx = conn.begin().await.unwrap();
+    set_tenant(&mut tx, a.tenant).await;
+    assert_eq!(count(&mut tx, "usage_records").await, 1);
+    let err = sqlx::query("DELETE FROM usage_records").execute(&mut *tx).await.unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "the app role cannot delete usage");
+    tx.rollback().await.unwrap();
+    let err = sqlx::query("INSERT INTO usage_records (id, request_id, at, endpoint, model, status, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, token_source, latency_ms, metadata) VALUES (gen_random_uuid(), 'x', now(), 'chat', 'm', 200, 0, 0, 0, 0, 'none', 0, '{}')")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "the app role cannot insert directly");
+    let partition = format!(
+        "usage_records_{}",
+        time::OffsetDateTime::now_utc().format(time::macros::format_description!("[year]_[month]")).unwrap()
+    );
+    let err = sqlx::query(AssertSqlSafe(format!("SELECT count(*) FROM {partition}")))
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&err), "42501", "partitions are not readable directly");
+}

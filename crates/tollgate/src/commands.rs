@@ -48,7 +48,7 @@ pub fn master_keys(env: &dyn EnvSource) -> anyhow::Result<MasterKeys> {
         Some(spec) => Ok(MasterKeys::parse(&spec)?),
         None => {
             tracing::warn!(
-                "TOLLGATE_ENCRYPTION_KEY is not set: tenants cannot register their own provider keys \\
+                "TOLLGATE_ENCRYPTION_KEY is not set: tenants cannot register their own provider keys \
                  (set it to <id>:<64 hex characters>, e.g. k1:$(openssl rand -hex 32))"
             );
             Ok(MasterKeys::none())

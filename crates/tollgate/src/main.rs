@@ -187,6 +187,13 @@ async fn run(path: &Path, config: Config, listen: Option<std::net::SocketAddr>) 
     });
     let grace = config.server.shutdown_grace;
     axum::serve(listener, build_app(state)).with_graceful_shutdown(shutdown_signal(grace)).await?;
+    // In-flight requests are done: stop the background work and let it flush (queued usage
+    // records, keys' last-used times), within the grace period.
+    stop_background.cancel();
+    tasks.close();
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        tracing::warn!("background tasks did not finish within the grace period");
+    }
     tracing::info!("tollgate stopped");
     Ok(())
 }

@@ -15,9 +15,8 @@ use tollgate_types::tenancy::{
 };
 
 use super::rows::{self, audit_cols, credential_cols, key_cols, member_cols, project_cols, tenant_cols};
-use super::{
-    AuditEntry, PostgresStore, finish_page, notify, page_limit, set_tenant, to_json, write_audit, write_error,
-};
+use super::{AuditEntry, PostgresStore, notify, set_tenant, to_json, write_audit, write_error};
+use crate::paging::{finish_page, page_limit};
 use crate::{db_error, validate};
 
 fn name_conflict(kind: &'static str, name: &str) -> impl FnOnce(&str) -> StoreError {

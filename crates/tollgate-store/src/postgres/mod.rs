@@ -13,6 +13,7 @@ mod admin;
 mod auth;
 mod changes;
 mod rows;
+mod usage;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{PgConnection, Postgres, Transaction};
 use tollgate_types::ports::store::{Change, StoreError};
-use tollgate_types::tenancy::{Actor, PageRequest, TenantId};
+use tollgate_types::tenancy::{Actor, TenantId};
 
 use crate::{Store, db_error};
 
@@ -65,7 +66,13 @@ impl PostgresStore {
         // Listening starts before `connect` returns, so a subscriber never misses a change made
         // after the store was handed out.
         let changes = PgChangeFeed::start(app_url).await?;
-        Ok(Self { pool, changes: Arc::new(changes) })
+        let store = Self { pool, changes: Arc::new(changes) };
+        // Start-up is a natural moment to keep next months' partitions ready; a failure only
+        // means rows land in the DEFAULT partition, so it is logged, not fatal.
+        if let Err(e) = store.ensure_usage_partitions(3).await {
+            tracing::warn!(error = %e, "could not create the coming months' usage partitions");
+        }
+        Ok(store)
     }
 
     /// Connects as the owner role and runs the embedded migrations (creating the
@@ -90,7 +97,12 @@ impl PostgresStore {
 
     /// The store as the gateway uses it.
     pub fn store(&self) -> Store {
-        Store { auth: Arc::new(self.clone()), admin: Arc::new(self.clone()), changes: self.changes.clone() }
+        Store {
+            auth: Arc::new(self.clone()),
+            admin: Arc::new(self.clone()),
+            changes: self.changes.clone(),
+            usage: Arc::new(self.clone()),
+        }
     }
 
     /// Like [`Self::store`], consuming `self`.
@@ -162,26 +174,6 @@ async fn write_audit(conn: &mut PgConnection, entry: AuditEntry<'_>) -> Result<(
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(value).map_err(|e| StoreError::Internal(format!("serialize: {e}")))
-}
-
-/// The page size actually used: 1..=MAX_LIMIT.
-fn page_limit(page: &PageRequest) -> usize {
-    page.limit.clamp(1, PageRequest::MAX_LIMIT) as usize
-}
-
-/// Rows fetched with `LIMIT limit + 1`: the extra row only says there is a next page.
-fn finish_page<T>(
-    mut rows: Vec<T>,
-    limit: usize,
-    id: impl Fn(&T) -> uuid::Uuid,
-) -> tollgate_types::tenancy::Page<T> {
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(id)
-    } else {
-        None
-    };
-    tollgate_types::tenancy::Page { data: rows, next }
 }
 
 /// What a write's database error means, given what was being written. Unique violations become

@@ -18,11 +18,9 @@ use super::rows::{
     AuditRow, CredentialRow, KeyRow, MemberRow, ProjectRow, TenantRow, audit_cols, credential_cols, key_cols,
     member_cols, project_cols, tenant_cols,
 };
-use super::{
-    Audit, SqliteStore, Tx, after_asc, after_desc, conflict_or, finish_page, missing_parent_or, page_limit,
-    to_json,
-};
+use super::{Audit, SqliteStore, Tx, after_asc, after_desc, conflict_or, missing_parent_or, to_json};
 use crate::db_error;
+use crate::paging::{finish_page, page_limit};
 use crate::validate;
 
 // === row fetchers used inside transactions ===
@@ -210,7 +208,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>, StoreError> {
-        let limit = page_limit(page);
+        let limit = page_limit(&page);
         let rows: Vec<TenantRow> = sqlx::query_as(concat!(
             "SELECT ",
             tenant_cols!(),
@@ -321,7 +319,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn list_projects(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Project>, StoreError> {
-        let limit = page_limit(page);
+        let limit = page_limit(&page);
         let rows: Vec<ProjectRow> = sqlx::query_as(concat!(
             "SELECT ",
             project_cols!(),
@@ -460,7 +458,7 @@ impl AdminStore for SqliteStore {
     }
 
     async fn list_members(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Member>, StoreError> {
-        let limit = page_limit(page);
+        let limit = page_limit(&page);
         let rows: Vec<MemberRow> = sqlx::query_as(concat!(
             "SELECT ",
             member_cols!(),
@@ -578,7 +576,7 @@ impl AdminStore for SqliteStore {
         filter: KeyFilter,
         page: PageRequest,
     ) -> Result<Page<ApiKey>, StoreError> {
-        let limit = page_limit(page);
+        let limit = page_limit(&page);
         let project = filter.project_id.map(|p| p.0);
         let rows: Vec<KeyRow> = sqlx::query_as(concat!(
             "SELECT ",
@@ -753,7 +751,7 @@ impl AdminStore for SqliteStore {
         tenant: TenantId,
         page: PageRequest,
     ) -> Result<Page<ProviderCredential>, StoreError> {
-        let limit = page_limit(page);
+        let limit = page_limit(&page);
         let rows: Vec<CredentialRow> = sqlx::query_as(concat!(
             "SELECT ",
             credential_cols!(),
@@ -873,7 +871,7 @@ impl AdminStore for SqliteStore {
     // --- audit ---
 
     async fn list_audit(&self, tenant: TenantId, page: PageRequest) -> Result<Page<AuditRecord>, StoreError> {
-        let limit = page_limit(page);
+        let limit = page_limit(&page);
         let rows: Vec<AuditRow> = sqlx::query_as(concat!(
             "SELECT ",
             audit_cols!(),

@@ -9,6 +9,7 @@
 
 mod admin;
 mod rows;
+mod usage;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use sqlx::{Sqlite, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::broadcast;
 use tollgate_types::ports::store::{AuthStore, Change, ChangeEvent, ChangeFeed, StoreError};
-use tollgate_types::tenancy::{Actor, AuditId, KeyAuth, KeyHash, KeyId, Page, PageRequest, TenantId};
+use tollgate_types::tenancy::{Actor, AuditId, KeyAuth, KeyHash, KeyId, PageRequest, TenantId};
 use uuid::Uuid;
 
 use crate::{Store, db_error};
@@ -86,7 +87,7 @@ impl SqliteStore {
     /// The store behind the three ports, as the gateway takes it.
     pub fn into_store(self) -> Store {
         let this = Arc::new(self);
-        Store { auth: this.clone(), admin: this.clone(), changes: this }
+        Store { auth: this.clone(), admin: this.clone(), changes: this.clone(), usage: this }
     }
 
     /// The connection pool, for other SQLite-backed components sharing the file.
@@ -108,22 +109,6 @@ impl SqliteStore {
 }
 
 // === helpers shared by the admin methods ===
-
-/// Clamps a page size to `1..=MAX_LIMIT`.
-fn page_limit(page: PageRequest) -> usize {
-    page.limit.clamp(1, PageRequest::MAX_LIMIT) as usize
-}
-
-/// Rows are fetched with `LIMIT limit + 1`: the extra row only says there is a next page.
-fn finish_page<T>(mut rows: Vec<T>, limit: usize, id: impl Fn(&T) -> Uuid) -> Page<T> {
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(id)
-    } else {
-        None
-    };
-    Page { data: rows, next }
-}
 
 /// The page's cursor for ascending pages: the nil UUID sorts before every id.
 fn after_asc(page: PageRequest) -> Uuid {

@@ -1,9 +1,15 @@
 //! The ports the pipeline talks to. Concrete implementations live in other crates; only the
 //! binary knows them all.
 
+pub mod limiter;
 pub mod provider;
 pub mod store;
+pub mod usage;
 
+pub use limiter::{
+    Adjustment, Admission, BudgetPeriod, Clock, LimitError, LimitKind, LimitStatus, ManualClock, RateLimiter,
+    Reservation, SystemClock,
+};
 pub use provider::{
     CallCtx, ChunkStream, CompletionStream, ProviderAdapter, ProviderError, ProviderErrorKind,
     parse_retry_after,

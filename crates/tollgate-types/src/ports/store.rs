@@ -278,12 +278,13 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn list_audit(&self, tenant: TenantId, page: PageRequest) -> Result<Page<AuditRecord>, StoreError>;
 }
 
-/// A connected store as the gateway holds it: its three ports, each behind an `Arc`.
+/// A connected store as the gateway holds it: its ports, each behind an `Arc`.
 #[derive(Clone)]
 pub struct Store {
     pub auth: std::sync::Arc<dyn AuthStore>,
     pub admin: std::sync::Arc<dyn AdminStore>,
     pub changes: std::sync::Arc<dyn ChangeFeed>,
+    pub usage: std::sync::Arc<dyn crate::ports::usage::UsageStore>,
 }
 
 /// Changes made through any node, for cache invalidation. Single-node stores deliver their own

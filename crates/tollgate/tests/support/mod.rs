@@ -85,6 +85,8 @@ impl Gateway {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Shown with the output of a failing test.
+                eprintln!("[tollgate] {line}");
                 if let Some(a) = line.split("address=").nth(1) {
                     let _ = tx.send(a.split_whitespace().next().unwrap_or_default().to_owned());
                 }

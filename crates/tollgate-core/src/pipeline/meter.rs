@@ -1,0 +1,155 @@
+//! Settling one request: its metrics and its usage record, from every way a request ends —
+//! rejected before routing, failed at every deployment, answered, or streamed (settled when
+//! the stream ends, fails, or the client leaves).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tollgate_types::ports::usage::{TokenSource, UsageRecord, UsageSink};
+use tollgate_types::{GatewayError, JsonMap, Usage};
+
+use super::{Endpoint, RequestCtx};
+use crate::auth::Principal;
+use crate::metrics::{self, RequestLabels};
+use crate::registry::Deployment;
+
+/// What a request's settlement needs to know, captured when it starts.
+pub(crate) struct Meter {
+    sink: Option<Arc<dyn UsageSink>>,
+    request_id: String,
+    started: Instant,
+    principal: Principal,
+    endpoint: Endpoint,
+    /// The model the client asked for, as sent.
+    model: String,
+    user: Option<String>,
+    metadata: JsonMap,
+}
+
+/// How an answered request went.
+pub(crate) struct Answer<'a> {
+    pub status: u16,
+    pub error_code: Option<&'static str>,
+    pub usage: Option<&'a Usage>,
+    pub source: TokenSource,
+    pub ttft: Option<Duration>,
+}
+
+impl Answer<'_> {
+    /// A complete answer; tokens from the provider when it reported them.
+    pub(crate) fn ok(usage: Option<&Usage>) -> Answer<'_> {
+        let source = if usage.is_some() { TokenSource::Provider } else { TokenSource::None };
+        Answer { status: 200, error_code: None, usage, source, ttft: None }
+    }
+}
+
+impl Meter {
+    pub(crate) fn new(
+        sink: Option<Arc<dyn UsageSink>>,
+        ctx: &RequestCtx,
+        endpoint: Endpoint,
+        model: &str,
+        user: Option<&str>,
+        metadata: Option<&JsonMap>,
+    ) -> Self {
+        // Without a sink nothing below is recorded, so skip the copies.
+        let recording = sink.is_some();
+        Self {
+            sink,
+            request_id: ctx.request_id.clone(),
+            started: ctx.started,
+            principal: ctx.principal.clone(),
+            endpoint,
+            model: if recording { model.to_owned() } else { String::new() },
+            user: user.filter(|_| recording).map(str::to_owned),
+            metadata: metadata.filter(|_| recording).cloned().unwrap_or_default(),
+        }
+    }
+
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Refused before any upstream call (invalid, unknown model, not allowed).
+    pub(crate) fn rejected(&self, e: &GatewayError) {
+        let labels = RequestLabels { endpoint: self.endpoint.as_str(), model: "unknown", provider: "none" };
+        metrics::record_request(labels, e.status(), self.started.elapsed());
+        self.emit(
+            None,
+            None,
+            &Answer {
+                status: e.status(),
+                error_code: Some(e.kind.code()),
+                usage: None,
+                source: TokenSource::None,
+                ttft: None,
+            },
+        );
+    }
+
+    /// Every deployment failed (or the request was refused for this tenant).
+    pub(crate) fn failed(&self, alias: &str, e: &GatewayError) {
+        let last = e.attempts.last();
+        let provider = last.map_or("none", |a| a.error.provider);
+        let labels = RequestLabels { endpoint: self.endpoint.as_str(), model: alias, provider };
+        metrics::record_request(labels, e.status(), self.started.elapsed());
+        let answer = Answer {
+            status: e.status(),
+            error_code: Some(e.kind.code()),
+            usage: None,
+            source: TokenSource::None,
+            ttft: None,
+        };
+        self.emit(last.map(|a| (a.error.provider, a.deployment.as_str())), None, &answer);
+    }
+
+    /// A deployment answered (for streams: the stream is over).
+    pub(crate) fn answered(&self, alias: &str, d: &Deployment, answer: &Answer<'_>) {
+        let labels =
+            RequestLabels { endpoint: self.endpoint.as_str(), model: alias, provider: d.provider_kind };
+        metrics::record_request(labels, answer.status, self.started.elapsed());
+        if let Some(u) = answer.usage {
+            metrics::record_tokens(alias, d.provider_kind, u);
+        }
+        if let Some(ttft) = answer.ttft {
+            metrics::record_ttft(alias, d.provider_kind, ttft);
+        }
+        self.emit(Some((d.provider_kind, d.name.as_str())), answer.usage, answer);
+    }
+
+    fn emit(&self, served_by: Option<(&str, &str)>, usage: Option<&Usage>, answer: &Answer<'_>) {
+        let Some(sink) = &self.sink else { return };
+        let (tenant_id, project_id, key_id) = match &self.principal {
+            Principal::SuperAdmin => (None, None, None),
+            Principal::Key(k) => (Some(k.tenant_id), Some(k.project_id), Some(k.key_id)),
+        };
+        let u = usage.copied().unwrap_or_default();
+        sink.record(UsageRecord {
+            id: uuid::Uuid::now_v7(),
+            request_id: self.request_id.clone(),
+            at: time::OffsetDateTime::now_utc(),
+            tenant_id,
+            project_id,
+            key_id,
+            endpoint: self.endpoint.as_str().to_owned(),
+            model: self.model.clone(),
+            provider: served_by.map(|(p, _)| p.to_owned()),
+            deployment: served_by.map(|(_, d)| d.to_owned()),
+            status: answer.status,
+            error_code: answer.error_code.map(str::to_owned),
+            input_tokens: u.prompt_tokens,
+            output_tokens: u.completion_tokens,
+            cached_input_tokens: u.cached_tokens(),
+            reasoning_tokens: u.completion_tokens_details.map_or(0, |d| d.reasoning_tokens),
+            token_source: answer.source,
+            cost_nanodollars: None,
+            price_id: None,
+            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ttft_ms: answer.ttft.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            cache_status: None,
+            user: self.user.clone(),
+            metadata: self.metadata.clone(),
+        });
+    }
+}

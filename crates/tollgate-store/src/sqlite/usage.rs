@@ -1,0 +1,81 @@
+//! Usage records in SQLite: one transaction per batch (one fsync for hundreds of rows).
+
+use async_trait::async_trait;
+use tollgate_types::ports::store::StoreError;
+use tollgate_types::ports::usage::{UsageRecord, UsageStore};
+
+use tollgate_types::tenancy::{Page, PageRequest, TenantId};
+
+use super::SqliteStore;
+use crate::db_error;
+use crate::usage_row::{self, UsageRow};
+
+#[async_trait]
+impl UsageStore for SqliteStore {
+    async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write_tx().await?;
+        for r in records {
+            let metadata =
+                serde_json::to_string(&r.metadata).map_err(|e| StoreError::Internal(e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO usage_records (id, request_id, at, tenant_id, project_id, key_id, endpoint, model, \
+                 provider, deployment, status, error_code, input_tokens, output_tokens, cached_input_tokens, \
+                 reasoning_tokens, token_source, cost_nanodollars, price_id, latency_ms, ttft_ms, cache_status, \
+                 user_tag, metadata) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.id)
+            .bind(&r.request_id)
+            .bind(crate::validate::micros(r.at))
+            .bind(r.tenant_id.map(|t| t.0))
+            .bind(r.project_id.map(|p| p.0))
+            .bind(r.key_id.map(|k| k.0))
+            .bind(&r.endpoint)
+            .bind(&r.model)
+            .bind(&r.provider)
+            .bind(&r.deployment)
+            .bind(i64::from(r.status))
+            .bind(&r.error_code)
+            .bind(saturating_i64(r.input_tokens))
+            .bind(saturating_i64(r.output_tokens))
+            .bind(saturating_i64(r.cached_input_tokens))
+            .bind(saturating_i64(r.reasoning_tokens))
+            .bind(r.token_source.as_str())
+            .bind(r.cost_nanodollars.map(saturating_i64))
+            .bind(&r.price_id)
+            .bind(saturating_i64(r.latency_ms))
+            .bind(r.ttft_ms.map(saturating_i64))
+            .bind(&r.cache_status)
+            .bind(&r.user)
+            .bind(metadata)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn list_usage(&self, tenant: TenantId, page: PageRequest) -> Result<Page<UsageRecord>, StoreError> {
+        let limit = crate::paging::page_limit(&page);
+        let sql = format!(
+            "SELECT {} FROM usage_records WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?",
+            usage_row::COLUMNS
+        );
+        let rows: Vec<UsageRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.0)
+            .bind(page.after.unwrap_or(uuid::Uuid::nil()))
+            .bind(limit as i64 + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        usage_row::page(rows, limit)
+    }
+}
+
+/// SQLite integers are signed 64-bit; counts beyond that cannot occur, but never wrap.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}

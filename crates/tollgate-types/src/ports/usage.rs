@@ -1,0 +1,106 @@
+//! Usage records: one per request (answered, failed or rejected), written in batches by a
+//! bounded background sink so metering never slows or fails a request.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::JsonMap;
+use crate::ports::store::StoreError;
+use crate::tenancy::{KeyId, Page, PageRequest, ProjectId, TenantId};
+
+/// Where a record's token numbers came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// Reported by the provider.
+    Provider,
+    /// Counted by the gateway with a tokenizer (the provider reported none).
+    Counted,
+    /// The client left mid-stream: what was generated until then, counted.
+    Partial,
+    /// No tokens were involved (rejected before any upstream call).
+    None,
+}
+
+impl std::str::FromStr for TokenSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "provider" => Ok(TokenSource::Provider),
+            "counted" => Ok(TokenSource::Counted),
+            "partial" => Ok(TokenSource::Partial),
+            "none" => Ok(TokenSource::None),
+            other => Err(format!("unknown token source {other:?}")),
+        }
+    }
+}
+
+impl TokenSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenSource::Provider => "provider",
+            TokenSource::Counted => "counted",
+            TokenSource::Partial => "partial",
+            TokenSource::None => "none",
+        }
+    }
+}
+
+/// One request's usage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// Time-ordered id (UUIDv7).
+    pub id: Uuid,
+    pub request_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    /// `None` for the bootstrap (super-admin) key.
+    pub tenant_id: Option<TenantId>,
+    pub project_id: Option<ProjectId>,
+    pub key_id: Option<KeyId>,
+    /// `chat`, `completions`, `embeddings`.
+    pub endpoint: String,
+    /// The model alias the client asked for (as sent, even when unknown).
+    pub model: String,
+    /// The provider kind and deployment that answered (or failed last).
+    pub provider: Option<String>,
+    pub deployment: Option<String>,
+    /// The HTTP status the client got (a stream broken after its start counts as 502).
+    pub status: u16,
+    /// The error code (`error.code`) when the request failed.
+    pub error_code: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub token_source: TokenSource,
+    /// Exact cost in nano-dollars and the price entry used, when priced.
+    pub cost_nanodollars: Option<u64>,
+    pub price_id: Option<String>,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    /// `miss`, `hit`, ... once caching lands; `None` when the cache was not consulted.
+    pub cache_status: Option<String>,
+    /// The client's `user` tag.
+    pub user: Option<String>,
+    pub metadata: JsonMap,
+}
+
+/// Persists usage records.
+#[async_trait]
+pub trait UsageStore: Send + Sync + 'static {
+    /// Inserts a batch (records of many tenants). Called by the sink's writer task only.
+    async fn insert_usage(&self, records: &[UsageRecord]) -> Result<(), StoreError>;
+
+    /// One tenant's records, oldest first (keyset pagination on the time-ordered id). Only
+    /// that tenant's rows are visible (in PostgreSQL, through row-level security).
+    async fn list_usage(&self, tenant: TenantId, page: PageRequest) -> Result<Page<UsageRecord>, StoreError>;
+}
+
+/// Where the pipeline hands records. Never blocks, never fails a request: a full sink counts
+/// the record as dropped (a metric), it is never lost silently.
+pub trait UsageSink: Send + Sync + 'static {
+    fn record(&self, record: UsageRecord);
+}

@@ -1,0 +1,144 @@
+//! One usage record per request, through the real binary on SQLite: answered, streamed,
+//! rejected, failed, and a stream the client abandoned; written by the background sink and
+//! drained at graceful shutdown.
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed step must fail the test loudly"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mock_llm::{Knobs, MockLlm};
+use sqlx::{Connection, Row, SqliteConnection};
+use support::{Gateway, TempDir, cli};
+
+#[tokio::test]
+async fn every_request_leaves_one_usage_record() {
+    let mock = MockLlm::start_with(
+        Knobs { chunk_delay_ms: 100, ..Knobs::default() },
+        "127.0.0.1:0".parse().unwrap(),
+        true,
+    )
+    .await
+    .unwrap();
+    let dir = TempDir::new("usage");
+    let config = dir.write(
+        "tollgate.yaml",
+        &format!(
+            "store: {{ url: \"sqlite://tollgate.db\" }}\nproviders:\n  echo: {{ kind: echo }}\n  up: {{ kind: openai_compatible, base_url: \"{}/v1\" }}\nmodels:\n  echo: {{ deployments: [ {{ provider: echo, model: echo-1 }} ] }}\n  slow: {{ deployments: [ {{ provider: up, model: m }} ] }}\n  broken: {{ deployments: [ {{ provider: up, model: \"m~status=500\" }} ] }}\n",
+            mock.base_url()
+        ),
+    );
+    let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let mut gw = Gateway::start(&config);
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        http.post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("x-request-id", body["user"].as_str().unwrap_or("x").to_owned())
+            .json(&body)
+            .send()
+    };
+    let msg = serde_json::json!([{"role": "user", "content": "one two three"}]);
+    assert_eq!(
+        post(
+            serde_json::json!({"model": "echo", "user": "r-json", "messages": msg, "metadata": {"team": "a"}})
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+    let streamed =
+        post(serde_json::json!({"model": "echo", "user": "r-stream", "stream": true, "messages": msg}))
+            .await
+            .unwrap();
+    assert!(streamed.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    assert_eq!(
+        post(serde_json::json!({"model": "nope", "user": "r-unknown", "messages": msg}))
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        post(serde_json::json!({"model": "broken", "user": "r-broken", "messages": msg}))
+            .await
+            .unwrap()
+            .status(),
+        502
+    );
+    // A stream the client abandons after its first chunk.
+    let resp = post(serde_json::json!({"model": "slow", "user": "r-left", "stream": true, "messages": msg}))
+        .await
+        .unwrap();
+    let mut body = resp.bytes_stream();
+    body.next().await.unwrap().unwrap();
+    drop(body);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Graceful shutdown drains the sink.
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &gw.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = gw.child.wait().unwrap();
+    assert!(status.success());
+
+    let mut db = SqliteConnection::connect(&format!("sqlite://{}", dir.0.join("tollgate.db").display()))
+        .await
+        .unwrap();
+    let rows = sqlx::query("SELECT request_id, status, model, provider, input_tokens, output_tokens, token_source, error_code, tenant_id IS NOT NULL AS has_tenant, user_tag, metadata FROM usage_records ORDER BY id")
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+    let by_id = |id: &str| {
+        rows.iter()
+            .find(|r| r.get::<String, _>("request_id") == id)
+            .unwrap_or_else(|| panic!("no record for {id}"))
+    };
+    assert_eq!(rows.len(), 5, "one record per request");
+    let json = by_id("r-json");
+    assert_eq!(
+        (json.get::<i64, _>("status"), json.get::<String, _>("token_source").as_str()),
+        (200, "provider")
+    );
+    assert!(json.get::<i64, _>("input_tokens") > 0 && json.get::<i64, _>("output_tokens") > 0);
+    assert!(json.get::<bool, _>("has_tenant"));
+    assert_eq!(json.get::<Option<String>, _>("user_tag").as_deref(), Some("r-json"));
+    assert_eq!(json.get::<String, _>("metadata"), r#"{"team":"a"}"#);
+    let stream = by_id("r-stream");
+    assert_eq!(
+        stream.get::<String, _>("token_source"),
+        "provider",
+        "streams are metered from the upstream's usage"
+    );
+    assert!(stream.get::<i64, _>("output_tokens") > 0);
+    let unknown = by_id("r-unknown");
+    assert_eq!(
+        (unknown.get::<i64, _>("status"), unknown.get::<Option<String>, _>("error_code").as_deref()),
+        (404, Some("model_not_found"))
+    );
+    assert_eq!(unknown.get::<String, _>("model"), "nope");
+    let broken = by_id("r-broken");
+    assert_eq!(
+        (broken.get::<i64, _>("status"), broken.get::<Option<String>, _>("provider").as_deref()),
+        (502, Some("openai_compatible"))
+    );
+    // The key's last-used time is written by the same shutdown flush (the periodic one, every
+    // 5 s, has not run yet).
+    let last_used: Option<String> =
+        sqlx::query_scalar("SELECT last_used_at FROM api_keys").fetch_one(&mut db).await.unwrap();
+    assert!(last_used.is_some(), "last-used time flushed at shutdown");
+    let left = by_id("r-left");
+    assert_eq!(left.get::<String, _>("token_source"), "partial");
+    assert_eq!(left.get::<Option<String>, _>("error_code").as_deref(), Some("client_disconnected"));
+}
