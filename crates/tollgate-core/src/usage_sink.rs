@@ -195,6 +195,14 @@ mod tests {
         ) -> Result<tollgate_types::tenancy::Page<UsageRecord>, StoreError> {
             Err(StoreError::Internal("not used by the sink".into()))
         }
+
+        async fn aggregate_usage(
+            &self,
+            _: tollgate_types::tenancy::TenantId,
+            _: &tollgate_types::ports::usage::UsageQuery,
+        ) -> Result<Vec<tollgate_types::ports::usage::UsageTotals>, StoreError> {
+            Err(StoreError::Internal("not used by the sink".into()))
+        }
     }
 
     fn rec(n: u64) -> UsageRecord {

@@ -100,7 +100,8 @@ fn opt_us(us: i64) -> Option<Duration> {
 
 impl RedisRateLimiter {
     /// A limiter on `url` (`redis://127.0.0.1:6379`). Connects lazily: never blocks, and works
-    /// (with `Unavailable` errors) while Redis is down. Budgets follow `clock`.
+    /// (with `Unavailable` errors) while Redis is down. Budgets follow `clock`. Call it inside a
+    /// Tokio runtime (the connection manager runs there).
     pub fn new(url: &str, clock: Arc<dyn Clock>, cfg: RedisLimiterConfig) -> Result<Self, LimitError> {
         let client =
             redis::Client::open(url).map_err(|e| LimitError::Unavailable(format!("redis url: {e}")))?;
@@ -171,7 +172,14 @@ impl RedisRateLimiter {
                 (format!("{p}:{key}:w:{}", period.as_millis()), "w", us)
             }
             LimitKind::Calendar { period } => {
-                let left = period.end(now).map(|end| (end - now).whole_seconds().max(1)).unwrap_or(-1);
+                // Whole seconds, rounded up so a client told to wait this long finds a new period.
+                let left = period
+                    .end(now)
+                    .map(|end| {
+                        let d = end - now;
+                        (d.whole_seconds() + i64::from(d.subsec_nanoseconds() > 0)).max(1)
+                    })
+                    .unwrap_or(-1);
                 (format!("{p}:{key}:c:{}:{}", period.as_str(), period.label(now)), "c", left)
             }
             LimitKind::Concurrency => {

@@ -70,8 +70,9 @@ local function reserve(keys, args)
     local base = 1 + (i - 1) * 4
     local kind, limit, amount, param = args[base + 1], tonumber(args[base + 2]), tonumber(args[base + 3]), tonumber(args[base + 4])
     local st = state[key]
-    if amount > limit or limit == 0 then return {0, i, -1} end
+    if amount > limit then return {0, i, -1} end
     if kind == 'w' then
+      if limit == 0 then return {0, i, -1} end -- gcra::take: no rate to refill at
       if not st then st = load_window(key, now, param); st.kind = 'w'; st.period = param end
       if st.level + amount <= limit then
         st.level = st.level + amount

@@ -28,11 +28,28 @@ fn node(clock: Arc<ManualClock>) -> RedisRateLimiter {
     RedisRateLimiter::new(&redis_url(), clock, test_config()).unwrap()
 }
 
+/// Deletes every key under a test's prefix when dropped (`total` budgets have no TTL).
+struct DropKeys(String);
+
+impl Drop for DropKeys {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(redis_url()) else { return };
+        let Ok(mut c) = client.get_connection() else { return };
+        let keys: Vec<String> =
+            redis::cmd("KEYS").arg(format!("{}:*", self.0)).query(&mut c).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut c);
+        }
+    }
+}
+
 async fn redis_fixture() -> Fixture {
     let clock = Arc::new(ManualClock::new(datetime!(2026-11-21 12:00 UTC)));
-    let limiter = node(clock.clone());
+    let prefix = format!("tg:test:{}", uuid::Uuid::now_v7());
+    let cfg = RedisLimiterConfig { prefix: prefix.clone(), ..test_config() };
+    let limiter = RedisRateLimiter::new(&redis_url(), clock.clone(), cfg).unwrap();
     limiter.load_functions().await.unwrap();
-    Fixture { limiter: Arc::new(limiter), clock, guard: Box::new(()) }
+    Fixture { limiter: Arc::new(limiter), clock, guard: Box::new(DropKeys(prefix)) }
 }
 
 tollgate_core::limiter_contract!(redis_fixture());
@@ -73,6 +90,45 @@ async fn two_nodes_enforce_one_shared_limit() {
         }
     }
     assert_eq!(admitted, 30);
+}
+
+/// Budgets across two nodes: 50 concurrent worst-case reservations never overshoot the cap, and
+/// settling the real costs gives the difference back to both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_never_overshoot_one_budget() {
+    use tollgate_types::ports::{Adjustment, BudgetPeriod};
+    let clock = Arc::new(ManualClock::new(datetime!(2026-11-21 12:00 UTC)));
+    let (a, b): (Arc<dyn RateLimiter>, Arc<dyn RateLimiter>) =
+        (Arc::new(node(clock.clone())), Arc::new(node(clock)));
+    let budget = Reservation {
+        key: format!("{}:proj", ns()),
+        kind: LimitKind::Calendar { period: BudgetPeriod::Month },
+        limit: 1_000_000_000,
+        amount: 75_000_000,
+        name: "project monthly budget".into(),
+    };
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let l = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let r = budget.clone();
+        set.spawn(async move { l.reserve(&[r]).await });
+    }
+    let mut admitted = 0;
+    while let Some(res) = set.join_next().await {
+        match res.unwrap() {
+            Ok(_) => admitted += 1,
+            Err(LimitError::Exceeded { name, .. }) => assert_eq!(name, "project monthly budget"),
+            Err(e) => unreachable!("{e}"),
+        }
+    }
+    assert_eq!(admitted, 13);
+    // Each really cost 5 cents: 13 x 2.5 cents come back, enough for 4 more worst cases.
+    let back = Adjustment { key: budget.key.clone(), kind: budget.kind, delta: -25_000_000 };
+    a.settle(&vec![back; 13]).await.unwrap();
+    for _ in 0..4 {
+        b.reserve(std::slice::from_ref(&budget)).await.unwrap();
+    }
+    assert!(a.reserve(std::slice::from_ref(&budget)).await.is_err());
 }
 
 /// The library is loaded again when Redis forgot it (restart, `FUNCTION FLUSH`).
@@ -170,4 +226,82 @@ async fn keys_carry_ttls() {
     let s = pttl(format!("tg:lim:{n}:s:q")).await;
     assert!((600_000..=601_000).contains(&s), "{s}");
     let _ = &mut c;
+}
+
+/// A private `redis-server` on a free port, shut down when dropped.
+struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl PrivateRedis {
+    fn start(port: u16, dir: &std::path::Path) -> Self {
+        let status = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "yes", "--dir"])
+            .arg(dir)
+            .arg("--pidfile")
+            .arg(dir.join("redis.pid"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Self { port, dir: dir.to_owned() }
+    }
+
+    fn stop(&self) {
+        let _ = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "shutdown", "nosave"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Redis restarts (and forgets its functions and counters): calls fail fast while it is down,
+/// and the same limiter works again once it is back, reloading the functions.
+#[tokio::test]
+async fn limiter_recovers_after_a_redis_restart() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let dir = std::env::temp_dir().join(format!("tollgate-redis-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let server = PrivateRedis::start(port, &dir);
+    let url = format!("redis://127.0.0.1:{port}");
+    let clock = Arc::new(ManualClock::new(datetime!(2026-11-21 12:00 UTC)));
+    let cfg = RedisLimiterConfig { timeout: Duration::from_millis(200), ..RedisLimiterConfig::default() };
+    let limiter = RedisRateLimiter::new(&url, clock, cfg).unwrap();
+    let r = [rpm("k", 100)];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while limiter.reserve(&r).await.is_err() {
+        assert!(Instant::now() < deadline, "private redis did not come up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    server.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = Instant::now();
+    assert!(matches!(limiter.reserve(&r).await, Err(LimitError::Unavailable(_))));
+    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+
+    let _again = PrivateRedis::start(port, &dir);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match limiter.reserve(&r).await {
+            Ok(a) => {
+                assert_eq!(a.limits[0].remaining, 99, "a fresh Redis has fresh counters");
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "limiter did not recover: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -8,6 +8,7 @@ mod paging;
 pub mod postgres;
 pub mod sqlite;
 mod usage_row;
+mod usage_totals;
 pub mod validate;
 
 pub use tollgate_types::ports::store::Store;

@@ -22,6 +22,7 @@ use tollgate_types::GatewayError;
 use tollgate_types::ports::store::{
     AdminStore, Change, MemberPatch, NewMember, NewProject, NewTenant, ProjectPatch, TenantPatch,
 };
+use tollgate_types::ports::usage::{UsageQuery, UsageStore, UsageTotals};
 use tollgate_types::tenancy::{
     AuditRecord, KeyId, KeyScope, Member, MemberId, MemberRole, Page, PageRequest, Project, ProjectId,
     Tenant, TenantId,
@@ -47,6 +48,8 @@ pub struct AdminService {
     /// The provider names of the gateway's config: credentials may only be registered for these.
     providers: Arc<HashSet<String>>,
     notify: Option<Notifier>,
+    /// Usage records, for the usage reports (absent: reports answer 503).
+    usage: Option<Arc<dyn UsageStore>>,
 }
 
 /// Who is calling, as `GET /admin/v1/me` shows it.
@@ -70,7 +73,13 @@ impl AdminService {
         master_keys: Arc<MasterKeys>,
         providers: Arc<HashSet<String>>,
     ) -> Self {
-        Self { store, master_keys, providers, notify: None }
+        Self { store, master_keys, providers, notify: None, usage: None }
+    }
+
+    /// Serves usage reports from `usage`.
+    pub fn with_usage(mut self, usage: Arc<dyn UsageStore>) -> Self {
+        self.usage = Some(usage);
+        self
     }
 
     /// Calls `notify` after each change that cached state depends on.
@@ -304,6 +313,54 @@ impl AdminService {
         self.access(caller, tenant).await?.require(MemberRole::Admin, "read the audit log")?;
         self.store.list_audit(tenant, page).await.client()
     }
+
+    // === usage ===
+
+    /// The tenant's usage over a time range, grouped, with the range's totals. Every member
+    /// (viewers included) may read it.
+    pub async fn usage_report(
+        &self,
+        caller: &Caller,
+        tenant: TenantId,
+        query: UsageQuery,
+    ) -> Result<UsageReport, GatewayError> {
+        self.access(caller, tenant).await?.require(MemberRole::Viewer, "read usage")?;
+        if query.to <= query.from {
+            return Err(GatewayError::invalid_field("to", "must be after `from`"));
+        }
+        if query.to - query.from > time::Duration::days(MAX_REPORT_DAYS) {
+            return Err(GatewayError::invalid_field(
+                "from",
+                format!("the range may span at most {MAX_REPORT_DAYS} days"),
+            ));
+        }
+        let usage = self.usage.as_ref().ok_or_else(|| {
+            GatewayError::new(tollgate_types::ErrorKind::Unavailable, "Usage reports need a store.")
+        })?;
+        let groups = usage.aggregate_usage(tenant, &query).await.client()?;
+        let totals = groups.iter().fold(UsageTotals::default(), |mut t, g| {
+            t.requests += g.requests;
+            t.errors += g.errors;
+            t.input_tokens += g.input_tokens;
+            t.output_tokens += g.output_tokens;
+            t.cached_input_tokens += g.cached_input_tokens;
+            t.cost_nanodollars += g.cost_nanodollars;
+            t
+        });
+        Ok(UsageReport { query, totals, groups })
+    }
+}
+
+/// The longest range one usage report may cover.
+pub const MAX_REPORT_DAYS: i64 = 366;
+
+/// A tenant's usage over a range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageReport {
+    pub query: UsageQuery,
+    /// The whole range (its `group` is empty).
+    pub totals: UsageTotals,
+    pub groups: Vec<UsageTotals>,
 }
 
 /// Fails with 403 when `access` is a developer acting on a key that is not its own.

@@ -49,6 +49,7 @@ impl FromRequestParts<AppState> for Admin {
         // the store's change feed.
         let service =
             AdminService::new(store.admin.clone(), state.master_keys.clone(), state.providers.clone())
+                .with_usage(store.usage.clone())
                 .with_notifier(Arc::new(move |change| {
                     let event = ChangeEvent::Changed(change);
                     auth.apply(event);

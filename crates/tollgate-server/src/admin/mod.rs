@@ -14,6 +14,7 @@ mod members;
 pub mod model;
 mod projects;
 mod tenants;
+mod usage;
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -122,6 +123,7 @@ fn api() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(credentials::create, credentials::list))
         .routes(routes!(credentials::get, credentials::delete))
         .routes(routes!(credentials::audit))
+        .routes(routes!(usage::report))
         .split_for_parts();
     Conventions.modify(&mut doc);
     (router, doc)

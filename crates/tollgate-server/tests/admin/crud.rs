@@ -281,6 +281,7 @@ async fn openapi_document_lists_every_route() {
         (t.to_owned(), "delete"),
         (format!("{t}/keys/{{key_id}}/rotate"), "post"),
         (format!("{t}/audit"), "get"),
+        (format!("{t}/usage"), "get"),
     ]
     .into_iter()
     .chain(
@@ -301,7 +302,7 @@ async fn openapi_document_lists_every_route() {
             }),
     )
     .collect();
-    assert_eq!(expected.len(), 27);
+    assert_eq!(expected.len(), 28);
     for (path, method) in &expected {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} missing from the document");

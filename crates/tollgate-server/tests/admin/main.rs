@@ -38,3 +38,4 @@ mod input;
 mod isolation;
 mod keys;
 mod rbac;
+mod usage;

@@ -5,13 +5,14 @@ use async_trait::async_trait;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 use tollgate_types::ports::store::StoreError;
-use tollgate_types::ports::usage::{UsageRecord, UsageStore};
+use tollgate_types::ports::usage::{UsageGroupBy, UsageQuery, UsageRecord, UsageStore, UsageTotals};
 
 use tollgate_types::tenancy::{Page, PageRequest, TenantId};
 
 use super::PostgresStore;
 use crate::db_error;
 use crate::usage_row::{self, UsageRow};
+use crate::usage_totals::{self, TotalsRow};
 
 #[async_trait]
 impl UsageStore for PostgresStore {
@@ -61,6 +62,40 @@ impl UsageStore for PostgresStore {
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)?;
         usage_row::page(rows, limit)
+    }
+
+    async fn aggregate_usage(
+        &self,
+        tenant: TenantId,
+        query: &UsageQuery,
+    ) -> Result<Vec<UsageTotals>, StoreError> {
+        let group = match query.group_by {
+            UsageGroupBy::Day => "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+            UsageGroupBy::Hour => "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24')",
+            UsageGroupBy::Model => "model",
+            UsageGroupBy::Provider => "provider",
+            UsageGroupBy::Project => "project_id::text",
+            UsageGroupBy::Key => "key_id::text",
+        };
+        // `group` is one of the fixed expressions above, never input. The sums are numeric in
+        // PostgreSQL; cast back to bigint for one decoder in both stores.
+        let sums = usage_totals::SUMS
+            .replace(", 0) AS", ", 0)::bigint AS")
+            .replace("count(*) AS", "count(*)::bigint AS");
+        let sql = format!(
+            "SELECT {group} AS grp, {sums} FROM usage_records WHERE tenant_id = $1 AND at >= $2 AND at < $3 \
+             GROUP BY grp ORDER BY grp"
+        );
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows: Vec<TotalsRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.0)
+            .bind(query.from)
+            .bind(query.to)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        rows.into_iter().map(TotalsRow::into_totals).collect()
     }
 }
 

@@ -2,13 +2,14 @@
 
 use async_trait::async_trait;
 use tollgate_types::ports::store::StoreError;
-use tollgate_types::ports::usage::{UsageRecord, UsageStore};
+use tollgate_types::ports::usage::{UsageGroupBy, UsageQuery, UsageRecord, UsageStore, UsageTotals};
 
 use tollgate_types::tenancy::{Page, PageRequest, TenantId};
 
 use super::SqliteStore;
 use crate::db_error;
 use crate::usage_row::{self, UsageRow};
+use crate::usage_totals::{self, TotalsRow};
 
 #[async_trait]
 impl UsageStore for SqliteStore {
@@ -73,6 +74,45 @@ impl UsageStore for SqliteStore {
             .map_err(db_error)?;
         usage_row::page(rows, limit)
     }
+
+    async fn aggregate_usage(
+        &self,
+        tenant: TenantId,
+        query: &UsageQuery,
+    ) -> Result<Vec<UsageTotals>, StoreError> {
+        // `at` is RFC 3339 UTC text, so prefixes are days and hours and text order is time order.
+        let group = match query.group_by {
+            UsageGroupBy::Day => "substr(at, 1, 10)",
+            UsageGroupBy::Hour => "substr(at, 1, 13)",
+            UsageGroupBy::Model => "model",
+            UsageGroupBy::Provider => "provider",
+            UsageGroupBy::Project => "lower(hex(project_id))",
+            UsageGroupBy::Key => "lower(hex(key_id))",
+        };
+        // `group` is one of the fixed expressions above, never input.
+        let sql = format!(
+            "SELECT {group} AS grp, {} FROM usage_records WHERE tenant_id = ? AND at >= ? AND at < ? \
+             GROUP BY grp ORDER BY grp",
+            usage_totals::SUMS
+        );
+        let rows: Vec<TotalsRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.0)
+            .bind(crate::validate::micros(query.from))
+            .bind(crate::validate::micros(query.to))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let mut totals = rows.into_iter().map(TotalsRow::into_totals).collect::<Result<Vec<_>, _>>()?;
+        if matches!(query.group_by, UsageGroupBy::Project | UsageGroupBy::Key) {
+            totals.iter_mut().for_each(|t| t.group = hex_to_uuid(&t.group));
+        }
+        Ok(totals)
+    }
+}
+
+/// SQLite stores ids as 16 bytes; groups show them as UUIDs like the rest of the API.
+fn hex_to_uuid(hex: &str) -> String {
+    uuid::Uuid::try_parse(hex).map_or_else(|_| hex.to_owned(), |u| u.to_string())
 }
 
 /// SQLite integers are signed 64-bit; counts beyond that cannot occur, but never wrap.

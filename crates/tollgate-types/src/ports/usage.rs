@@ -97,6 +97,52 @@ pub trait UsageStore: Send + Sync + 'static {
     /// One tenant's records, oldest first (keyset pagination on the time-ordered id). Only
     /// that tenant's rows are visible (in PostgreSQL, through row-level security).
     async fn list_usage(&self, tenant: TenantId, page: PageRequest) -> Result<Page<UsageRecord>, StoreError>;
+
+    /// One tenant's usage in `query.from..query.to`, grouped, groups in ascending order.
+    async fn aggregate_usage(
+        &self,
+        tenant: TenantId,
+        query: &UsageQuery,
+    ) -> Result<Vec<UsageTotals>, StoreError>;
+}
+
+/// How `aggregate_usage` groups records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGroupBy {
+    /// UTC day, `2026-11-21`.
+    Day,
+    /// UTC hour, `2026-11-21T13`.
+    Hour,
+    Model,
+    Project,
+    Key,
+    Provider,
+}
+
+/// A time range and a grouping of one tenant's usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageQuery {
+    /// Inclusive start.
+    pub from: OffsetDateTime,
+    /// Exclusive end.
+    pub to: OffsetDateTime,
+    pub group_by: UsageGroupBy,
+}
+
+/// Totals of one group (or of the whole range).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageTotals {
+    /// The group's key (a day, an hour, a model...); empty for the overall totals; `none` for
+    /// records without the grouped field (e.g. requests of the bootstrap key have no project).
+    pub group: String,
+    pub requests: u64,
+    /// Requests answered with a status of 400 or more.
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub cost_nanodollars: u64,
 }
 
 /// Where the pipeline hands records. Never blocks, never fails a request: a full sink counts
