@@ -36,6 +36,19 @@ pub fn describe() {
     metrics::describe_counter!(TOKENS, "Tokens by model alias, provider and direction");
     metrics::describe_counter!(UPSTREAM_ERRORS, "Failed upstream attempts by provider and error class");
     metrics::describe_gauge!(IN_FLIGHT, "Requests being handled");
+    metrics::describe_counter!(
+        crate::limits::policy::LIMITER_UNAVAILABLE,
+        "Limiter calls that failed (Redis unreachable or slow), by operation and fail-open/closed policy"
+    );
+    metrics::describe_counter!(
+        crate::usage_sink::USAGE_DROPPED,
+        "Usage records dropped because the sink was full"
+    );
+    metrics::describe_counter!(crate::usage_sink::USAGE_WRITTEN, "Usage records written to the store");
+    metrics::describe_counter!(
+        crate::usage_sink::USAGE_WRITE_ERRORS,
+        "Usage batches the store refused (retried)"
+    );
 }
 
 /// Labels of one finished request.
