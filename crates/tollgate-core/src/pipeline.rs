@@ -27,6 +27,7 @@ use tollgate_types::{
 
 use crate::auth::Principal;
 use crate::byok::{CredentialSet, TenantCredentials};
+use crate::metering::{TokenizerFamily, count_text_tokens};
 use crate::metrics;
 use crate::registry::{Deployment, ModelRoute, Registry};
 
@@ -393,7 +394,14 @@ pub struct MeteredStream {
     meter: Meter,
     alias: String,
     deployment: Arc<Deployment>,
+    /// The generated text (content and tool-call arguments), kept only while usage is being
+    /// recorded, to count what a client that leaves mid-stream is billed for. Counting happens
+    /// only then, so complete streams pay nothing for it.
+    generated: Option<String>,
 }
+
+/// Generated text kept per stream for partial billing; beyond it the count is a lower bound.
+const MAX_GENERATED_BYTES: usize = 4 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum StreamEnd {
@@ -419,6 +427,7 @@ impl MeteredStream {
             ttft: None,
             ended: None,
             settled: false,
+            generated: meter.is_recording().then(String::new),
             meter,
             alias: route.alias.clone(),
             deployment,
@@ -431,6 +440,19 @@ impl MeteredStream {
             && chunk.choices.iter().any(|c| c.delta.content.is_some() || c.delta.tool_calls.is_some())
         {
             self.ttft = Some(self.meter.started().elapsed());
+        }
+        if let Some(text) = &mut self.generated
+            && text.len() < MAX_GENERATED_BYTES
+        {
+            for c in &chunk.choices {
+                text.push_str(c.delta.content.as_deref().unwrap_or_default());
+                for call in c.delta.tool_calls.iter().flatten() {
+                    if let Some(f) = &call.function {
+                        text.push_str(f.name.as_deref().unwrap_or_default());
+                        text.push_str(f.arguments.as_deref().unwrap_or_default());
+                    }
+                }
+            }
         }
         if let Some(u) = chunk.usage {
             self.usage = Some(u);
@@ -457,7 +479,16 @@ impl MeteredStream {
             }
             (None, _) => (200, Some("client_disconnected"), TokenSource::Partial),
         };
-        let answer = Answer { status, error_code, usage: self.usage.as_ref(), source, ttft: self.ttft };
+        // Without the provider's usage, a cut stream is billed for what it generated, counted.
+        let counted = match (&self.usage, source, &self.generated) {
+            (None, TokenSource::Partial, Some(text)) => {
+                let family = TokenizerFamily::for_model(&self.deployment.upstream_model);
+                Some(Usage::new(0, count_text_tokens(text, family), None))
+            }
+            _ => None,
+        };
+        let usage = self.usage.as_ref().or(counted.as_ref());
+        let answer = Answer { status, error_code, usage, source, ttft: self.ttft };
         self.meter.answered(&self.alias, &self.deployment, &answer);
     }
 }

@@ -44,7 +44,7 @@ async fn every_request_leaves_one_usage_record() {
             .json(&body)
             .send()
     };
-    let msg = serde_json::json!([{"role": "user", "content": "one two three"}]);
+    let msg = serde_json::json!([{"role": "user", "content": "one two three four five six seven eight"}]);
     assert_eq!(
         post(
             serde_json::json!({"model": "echo", "user": "r-json", "messages": msg, "metadata": {"team": "a"}})
@@ -78,7 +78,11 @@ async fn every_request_leaves_one_usage_record() {
         .await
         .unwrap();
     let mut body = resp.bytes_stream();
-    body.next().await.unwrap().unwrap();
+    // Leave once some text has arrived (the first chunk carries only the role).
+    let mut seen = String::new();
+    while !seen.contains("mock:") {
+        seen.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
     drop(body);
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -141,4 +145,6 @@ async fn every_request_leaves_one_usage_record() {
     let left = by_id("r-left");
     assert_eq!(left.get::<String, _>("token_source"), "partial");
     assert_eq!(left.get::<Option<String>, _>("error_code").as_deref(), Some("client_disconnected"));
+    // What it had generated before the client left is counted with a tokenizer and billed.
+    assert!(left.get::<i64, _>("output_tokens") > 0, "the abandoned stream's generated tokens are counted");
 }

@@ -67,6 +67,11 @@ impl Meter {
         }
     }
 
+    /// Whether usage records are being written (a store is configured).
+    pub(crate) fn is_recording(&self) -> bool {
+        self.sink.is_some()
+    }
+
     pub(crate) fn started(&self) -> Instant {
         self.started
     }
