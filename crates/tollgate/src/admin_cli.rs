@@ -18,6 +18,7 @@ use tollgate_types::JsonMap;
 use tollgate_types::ports::store::{
     KeyFilter, MemberPatch, NewMember, NewProject, NewTenant, ProjectPatch, TenantPatch,
 };
+use tollgate_types::ports::usage::{UsageGroupBy, UsageQuery};
 use tollgate_types::tenancy::{
     KeyId, KeyScope, MemberId, MemberRole, PageRequest, ProjectId, TenantId, TenantPolicy,
 };
@@ -182,8 +183,25 @@ pub enum KeysCmd {
     },
 }
 
+/// A tenant's usage report (what `GET /admin/v1/tenants/{id}/usage` answers).
+#[derive(Args)]
+pub struct UsageArgs {
+    #[arg(long)]
+    tenant: TenantId,
+    /// Start, RFC 3339 (default: 30 days before --to).
+    #[arg(long)]
+    from: Option<String>,
+    /// End, RFC 3339, exclusive (default: now).
+    #[arg(long)]
+    to: Option<String>,
+    /// day, hour, model, project, key or provider.
+    #[arg(long, default_value = "day")]
+    group_by: String,
+}
+
 /// One admin command.
 pub enum AdminCmd {
+    Usage(UsageArgs),
     Tenants(TenantsCmd),
     Projects(ProjectsCmd),
     Members(MembersCmd),
@@ -196,9 +214,30 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
     let providers: HashSet<String> = config.providers.keys().cloned().collect();
     let service =
         AdminService::new(store.admin.clone(), Arc::new(master_keys(&ProcessEnv)?), Arc::new(providers));
+    let service = service.with_usage(store.usage.clone());
     let caller = Caller::cli();
     let c = &caller;
     match cmd {
+        AdminCmd::Usage(u) => {
+            let time = |flag: &str, v: Option<String>| {
+                v.map(|s| {
+                    time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+                        .with_context(|| format!("--{flag} must be RFC 3339, e.g. 2026-11-01T00:00:00Z"))
+                })
+                .transpose()
+            };
+            let to = time("to", u.to)?.unwrap_or_else(time::OffsetDateTime::now_utc);
+            let from = time("from", u.from)?.unwrap_or(to - time::Duration::days(30));
+            let group_by: UsageGroupBy =
+                serde_json::from_value(serde_json::Value::String(u.group_by.clone())).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--group-by {:?}: use day, hour, model, project, key or provider",
+                        u.group_by
+                    )
+                })?;
+            let report = service.usage_report(c, u.tenant, UsageQuery { from, to, group_by }).await?;
+            print(&serde_json::json!({"totals": report.totals, "groups": report.groups}))
+        }
         AdminCmd::Tenants(cmd) => match cmd {
             TenantsCmd::Create { name, byok_only } => print(
                 &service.create_tenant(c, NewTenant { name, policy: TenantPolicy { byok_only } }).await?,

@@ -73,6 +73,8 @@ enum Command {
         #[command(subcommand)]
         cmd: admin_cli::KeysCmd,
     },
+    /// A tenant's usage over a time range, grouped.
+    Usage(admin_cli::UsageArgs),
     /// Re-encrypt every stored provider credential under the first key of
     /// TOLLGATE_ENCRYPTION_KEY (list the old key after it while rotating).
     RotateEncryptionKey,
@@ -105,6 +107,7 @@ fn main() -> std::process::ExitCode {
             with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Members(cmd)))
         }
         Command::Keys { cmd } => with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Keys(cmd))),
+        Command::Usage(args) => with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Usage(args))),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

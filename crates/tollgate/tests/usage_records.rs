@@ -142,6 +142,12 @@ async fn every_request_leaves_one_usage_record() {
     let last_used: Option<String> =
         sqlx::query_scalar("SELECT last_used_at FROM api_keys").fetch_one(&mut db).await.unwrap();
     assert!(last_used.is_some(), "last-used time flushed at shutdown");
+    // The CLI reports the same records.
+    let tenant =
+        support::cli_json(&config, &["tenants", "list"])["data"][0]["id"].as_str().unwrap().to_owned();
+    let report = support::cli_json(&config, &["usage", "--tenant", &tenant, "--group-by", "model"]);
+    assert_eq!(report["totals"]["requests"], 5);
+    assert_eq!(report["totals"]["errors"], 2);
     let left = by_id("r-left");
     assert_eq!(left.get::<String, _>("token_source"), "partial");
     assert_eq!(left.get::<Option<String>, _>("error_code").as_deref(), Some("client_disconnected"));
