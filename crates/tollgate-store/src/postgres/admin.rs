@@ -320,19 +320,14 @@ impl AdminStore for PostgresStore {
     }
 
     async fn get_project(&self, tenant: TenantId, id: ProjectId) -> Result<Project, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            project_cols!(),
-            " FROM projects WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.0)
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
+        self.get_scoped(
+            tenant,
+            concat!("SELECT ", project_cols!(), " FROM projects WHERE tenant_id = $1 AND id = $2"),
+            id.0,
+            rows::project,
+            "project",
+        )
         .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        row.as_ref().map(rows::project).transpose()?.ok_or(StoreError::NotFound("project"))
     }
 
     async fn update_project(
@@ -467,16 +462,14 @@ impl AdminStore for PostgresStore {
     }
 
     async fn get_member(&self, tenant: TenantId, id: MemberId) -> Result<Member, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let row =
-            sqlx::query(concat!("SELECT ", member_cols!(), " FROM members WHERE tenant_id = $1 AND id = $2"))
-                .bind(tenant.0)
-                .bind(id.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        row.as_ref().map(rows::member).transpose()?.ok_or(StoreError::NotFound("member"))
+        self.get_scoped(
+            tenant,
+            concat!("SELECT ", member_cols!(), " FROM members WHERE tenant_id = $1 AND id = $2"),
+            id.0,
+            rows::member,
+            "member",
+        )
+        .await
     }
 
     async fn update_member(
@@ -616,16 +609,14 @@ impl AdminStore for PostgresStore {
     }
 
     async fn get_key(&self, tenant: TenantId, id: KeyId) -> Result<ApiKey, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let row =
-            sqlx::query(concat!("SELECT ", key_cols!(), " FROM api_keys WHERE tenant_id = $1 AND id = $2"))
-                .bind(tenant.0)
-                .bind(id.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        row.as_ref().map(rows::key).transpose()?.ok_or(StoreError::NotFound("key"))
+        self.get_scoped(
+            tenant,
+            concat!("SELECT ", key_cols!(), " FROM api_keys WHERE tenant_id = $1 AND id = $2"),
+            id.0,
+            rows::key,
+            "key",
+        )
+        .await
     }
 
     async fn update_key(
@@ -805,19 +796,18 @@ impl AdminStore for PostgresStore {
         tenant: TenantId,
         id: CredentialId,
     ) -> Result<ProviderCredential, StoreError> {
-        let mut tx = self.tenant_tx(tenant).await?;
-        let row = sqlx::query(concat!(
-            "SELECT ",
-            credential_cols!(),
-            " FROM provider_credentials WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.0)
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
+        self.get_scoped(
+            tenant,
+            concat!(
+                "SELECT ",
+                credential_cols!(),
+                " FROM provider_credentials WHERE tenant_id = $1 AND id = $2"
+            ),
+            id.0,
+            rows::credential,
+            "credential",
+        )
         .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        row.as_ref().map(rows::credential).transpose()?.ok_or(StoreError::NotFound("credential"))
     }
 
     async fn delete_credential(

@@ -118,6 +118,23 @@ impl PostgresStore {
         set_tenant(&mut tx, tenant).await?;
         Ok(tx)
     }
+
+    /// Reads one row of a tenant-scoped table by id, under the tenant's setting: `sql` binds
+    /// the tenant as `$1` and the id as `$2`. `what` names the record in `NotFound`.
+    async fn get_scoped<T>(
+        &self,
+        tenant: TenantId,
+        sql: &'static str,
+        id: uuid::Uuid,
+        map: fn(&sqlx::postgres::PgRow) -> Result<T, StoreError>,
+        what: &'static str,
+    ) -> Result<T, StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        let row =
+            sqlx::query(sql).bind(tenant.0).bind(id).fetch_optional(&mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        row.as_ref().map(map).transpose()?.ok_or(StoreError::NotFound(what))
+    }
 }
 
 /// Sets the row-level-security tenant for the rest of the current transaction.

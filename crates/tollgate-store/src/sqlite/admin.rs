@@ -335,17 +335,14 @@ impl AdminStore for SqliteStore {
     }
 
     async fn get_project(&self, tenant: TenantId, id: ProjectId) -> Result<Project, StoreError> {
-        let row: Option<ProjectRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            project_cols!(),
-            " FROM projects WHERE tenant_id = ? AND id = ?"
-        ))
-        .bind(tenant.0)
-        .bind(id.0)
-        .fetch_optional(&self.pool)
+        self.get_scoped::<ProjectRow, _>(
+            tenant,
+            concat!("SELECT ", project_cols!(), " FROM projects WHERE tenant_id = ? AND id = ?"),
+            id.0,
+            |r| Ok(Project::from(r)),
+            "project",
+        )
         .await
-        .map_err(db_error)?;
-        row.map(Project::from).ok_or(StoreError::NotFound("project"))
     }
 
     async fn update_project(
@@ -475,17 +472,14 @@ impl AdminStore for SqliteStore {
     }
 
     async fn get_member(&self, tenant: TenantId, id: MemberId) -> Result<Member, StoreError> {
-        let row: Option<MemberRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            member_cols!(),
-            " FROM members WHERE tenant_id = ? AND id = ?"
-        ))
-        .bind(tenant.0)
-        .bind(id.0)
-        .fetch_optional(&self.pool)
+        self.get_scoped::<MemberRow, _>(
+            tenant,
+            concat!("SELECT ", member_cols!(), " FROM members WHERE tenant_id = ? AND id = ?"),
+            id.0,
+            Member::try_from,
+            "member",
+        )
         .await
-        .map_err(db_error)?;
-        row.map(Member::try_from).transpose()?.ok_or(StoreError::NotFound("member"))
     }
 
     async fn update_member(
@@ -597,14 +591,14 @@ impl AdminStore for SqliteStore {
     }
 
     async fn get_key(&self, tenant: TenantId, id: KeyId) -> Result<ApiKey, StoreError> {
-        let row: Option<KeyRow> =
-            sqlx::query_as(concat!("SELECT ", key_cols!(), " FROM api_keys WHERE tenant_id = ? AND id = ?"))
-                .bind(tenant.0)
-                .bind(id.0)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_error)?;
-        row.map(ApiKey::from).ok_or(StoreError::NotFound("key"))
+        self.get_scoped::<KeyRow, _>(
+            tenant,
+            concat!("SELECT ", key_cols!(), " FROM api_keys WHERE tenant_id = ? AND id = ?"),
+            id.0,
+            |r| Ok(ApiKey::from(r)),
+            "key",
+        )
+        .await
     }
 
     async fn update_key(
@@ -771,17 +765,18 @@ impl AdminStore for SqliteStore {
         tenant: TenantId,
         id: CredentialId,
     ) -> Result<ProviderCredential, StoreError> {
-        let row: Option<CredentialRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            credential_cols!(),
-            " FROM provider_credentials WHERE tenant_id = ? AND id = ?"
-        ))
-        .bind(tenant.0)
-        .bind(id.0)
-        .fetch_optional(&self.pool)
+        self.get_scoped::<CredentialRow, _>(
+            tenant,
+            concat!(
+                "SELECT ",
+                credential_cols!(),
+                " FROM provider_credentials WHERE tenant_id = ? AND id = ?"
+            ),
+            id.0,
+            |r| Ok(r.into_credential(false)),
+            "credential",
+        )
         .await
-        .map_err(db_error)?;
-        row.map(|r| r.into_credential(false)).ok_or(StoreError::NotFound("credential"))
     }
 
     async fn delete_credential(

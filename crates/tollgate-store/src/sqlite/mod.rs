@@ -96,6 +96,24 @@ impl SqliteStore {
     }
 
     /// Starts a write transaction, taking SQLite's write lock now (see the module doc).
+    /// Reads one row of a tenant-scoped table by id: `sql` binds the tenant first and the id
+    /// second; `convert` turns the typed row into the record; `what` names it in `NotFound`.
+    async fn get_scoped<R, T>(
+        &self,
+        tenant: TenantId,
+        sql: &'static str,
+        id: Uuid,
+        convert: fn(R) -> Result<T, StoreError>,
+        what: &'static str,
+    ) -> Result<T, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let row: Option<R> =
+            sqlx::query_as(sql).bind(tenant.0).bind(id).fetch_optional(&self.pool).await.map_err(db_error)?;
+        row.map(convert).transpose()?.ok_or(StoreError::NotFound(what))
+    }
+
     async fn write_tx(&self) -> Result<Tx, StoreError> {
         self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db_error)
     }
