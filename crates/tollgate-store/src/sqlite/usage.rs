@@ -17,44 +17,49 @@ impl UsageStore for SqliteStore {
         if records.is_empty() {
             return Ok(());
         }
+        // Multi-row INSERTs: every sqlx SQLite statement is a round trip to the connection's
+        // worker thread, so one statement per row cost more CPU than the request it records.
         let mut tx = self.write_tx().await?;
-        for r in records {
-            let metadata =
-                serde_json::to_string(&r.metadata).map_err(|e| StoreError::Internal(e.to_string()))?;
-            sqlx::query(
+        for chunk in records.chunks(ROWS_PER_INSERT) {
+            let mut metadata = Vec::with_capacity(chunk.len());
+            for r in chunk {
+                metadata.push(
+                    serde_json::to_string(&r.metadata).map_err(|e| StoreError::Internal(e.to_string()))?,
+                );
+            }
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "INSERT INTO usage_records (id, request_id, at, tenant_id, project_id, key_id, endpoint, model, \
                  provider, deployment, status, error_code, input_tokens, output_tokens, cached_input_tokens, \
                  reasoning_tokens, token_source, cost_nanodollars, price_id, latency_ms, ttft_ms, cache_status, \
-                 user_tag, metadata) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.id)
-            .bind(&r.request_id)
-            .bind(crate::validate::micros(r.at))
-            .bind(r.tenant_id.map(|t| t.0))
-            .bind(r.project_id.map(|p| p.0))
-            .bind(r.key_id.map(|k| k.0))
-            .bind(&r.endpoint)
-            .bind(&r.model)
-            .bind(&r.provider)
-            .bind(&r.deployment)
-            .bind(i64::from(r.status))
-            .bind(&r.error_code)
-            .bind(saturating_i64(r.input_tokens))
-            .bind(saturating_i64(r.output_tokens))
-            .bind(saturating_i64(r.cached_input_tokens))
-            .bind(saturating_i64(r.reasoning_tokens))
-            .bind(r.token_source.as_str())
-            .bind(r.cost_nanodollars.map(saturating_i64))
-            .bind(&r.price_id)
-            .bind(saturating_i64(r.latency_ms))
-            .bind(r.ttft_ms.map(saturating_i64))
-            .bind(&r.cache_status)
-            .bind(&r.user)
-            .bind(metadata)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+                 user_tag, metadata) ",
+            );
+            insert.push_values(chunk.iter().zip(metadata), |mut row, (r, metadata)| {
+                row.push_bind(r.id)
+                    .push_bind(r.request_id.clone())
+                    .push_bind(crate::validate::micros(r.at))
+                    .push_bind(r.tenant_id.map(|t| t.0))
+                    .push_bind(r.project_id.map(|p| p.0))
+                    .push_bind(r.key_id.map(|k| k.0))
+                    .push_bind(r.endpoint.clone())
+                    .push_bind(r.model.clone())
+                    .push_bind(r.provider.clone())
+                    .push_bind(r.deployment.clone())
+                    .push_bind(i64::from(r.status))
+                    .push_bind(r.error_code.clone())
+                    .push_bind(saturating_i64(r.input_tokens))
+                    .push_bind(saturating_i64(r.output_tokens))
+                    .push_bind(saturating_i64(r.cached_input_tokens))
+                    .push_bind(saturating_i64(r.reasoning_tokens))
+                    .push_bind(r.token_source.as_str())
+                    .push_bind(r.cost_nanodollars.map(saturating_i64))
+                    .push_bind(r.price_id.clone())
+                    .push_bind(saturating_i64(r.latency_ms))
+                    .push_bind(r.ttft_ms.map(saturating_i64))
+                    .push_bind(r.cache_status.clone())
+                    .push_bind(r.user.clone())
+                    .push_bind(metadata);
+            });
+            insert.build().execute(&mut *tx).await.map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)
     }
@@ -114,6 +119,9 @@ impl UsageStore for SqliteStore {
 fn hex_to_uuid(hex: &str) -> String {
     uuid::Uuid::try_parse(hex).map_or_else(|_| hex.to_owned(), |u| u.to_string())
 }
+
+/// Rows per INSERT statement: 24 columns each stays far below SQLite's 32,766 variables.
+const ROWS_PER_INSERT: usize = 200;
 
 /// SQLite integers are signed 64-bit; counts beyond that cannot occur, but never wrap.
 fn saturating_i64(n: u64) -> i64 {
