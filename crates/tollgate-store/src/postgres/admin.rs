@@ -302,21 +302,17 @@ impl AdminStore for PostgresStore {
     }
 
     async fn list_projects(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Project>, StoreError> {
-        let limit = page_limit(&page);
-        let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            project_cols!(),
-            " FROM projects WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
-        ))
-        .bind(tenant.0)
-        .bind(page.after)
-        .bind(limit as i64 + 1)
-        .fetch_all(&mut *tx)
+        self.list_scoped(
+            tenant,
+            page,
+            concat!(
+                "SELECT ",
+                project_cols!(),
+                " FROM projects WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+            ),
+            rows::project,
+        )
         .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(finish_page(rows::all(&rows, rows::project)?, limit, rows::uuid_of))
     }
 
     async fn get_project(&self, tenant: TenantId, id: ProjectId) -> Result<Project, StoreError> {
@@ -444,21 +440,17 @@ impl AdminStore for PostgresStore {
     }
 
     async fn list_members(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Member>, StoreError> {
-        let limit = page_limit(&page);
-        let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            member_cols!(),
-            " FROM members WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
-        ))
-        .bind(tenant.0)
-        .bind(page.after)
-        .bind(limit as i64 + 1)
-        .fetch_all(&mut *tx)
+        self.list_scoped(
+            tenant,
+            page,
+            concat!(
+                "SELECT ",
+                member_cols!(),
+                " FROM members WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+            ),
+            rows::member,
+        )
         .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(finish_page(rows::all(&rows, rows::member)?, limit, rows::uuid_of))
     }
 
     async fn get_member(&self, tenant: TenantId, id: MemberId) -> Result<Member, StoreError> {
@@ -774,21 +766,13 @@ impl AdminStore for PostgresStore {
         tenant: TenantId,
         page: PageRequest,
     ) -> Result<Page<ProviderCredential>, StoreError> {
-        let limit = page_limit(&page);
-        let mut tx = self.tenant_tx(tenant).await?;
-        let rows = sqlx::query(concat!(
-            "SELECT ",
-            credential_cols!(),
-            " FROM provider_credentials WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
-        ))
-        .bind(tenant.0)
-        .bind(page.after)
-        .bind(limit as i64 + 1)
-        .fetch_all(&mut *tx)
+        self.list_scoped(
+            tenant,
+            page,
+            concat!("SELECT ", credential_cols!(), " FROM provider_credentials WHERE tenant_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"),
+            rows::credential,
+        )
         .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
-        Ok(finish_page(rows::all(&rows, rows::credential)?, limit, rows::uuid_of))
     }
 
     async fn get_credential(

@@ -119,6 +119,28 @@ impl PostgresStore {
         Ok(tx)
     }
 
+    /// One page of a tenant-scoped table, oldest first, under the tenant's setting: `sql` binds
+    /// the tenant as `$1`, the cursor as `$2` and the row limit as `$3`.
+    async fn list_scoped<T: rows::HasId>(
+        &self,
+        tenant: TenantId,
+        page: tollgate_types::tenancy::PageRequest,
+        sql: &'static str,
+        map: fn(&sqlx::postgres::PgRow) -> Result<T, StoreError>,
+    ) -> Result<tollgate_types::tenancy::Page<T>, StoreError> {
+        let limit = crate::paging::page_limit(&page);
+        let mut tx = self.tenant_tx(tenant).await?;
+        let rows = sqlx::query(sql)
+            .bind(tenant.0)
+            .bind(page.after)
+            .bind(limit as i64 + 1)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(crate::paging::finish_page(rows::all(&rows, map)?, limit, rows::uuid_of))
+    }
+
     /// Reads one row of a tenant-scoped table by id, under the tenant's setting: `sql` binds
     /// the tenant as `$1` and the id as `$2`. `what` names the record in `NotFound`.
     async fn get_scoped<T>(
