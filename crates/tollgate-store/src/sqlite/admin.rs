@@ -319,19 +319,18 @@ impl AdminStore for SqliteStore {
     }
 
     async fn list_projects(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Project>, StoreError> {
-        let limit = page_limit(&page);
-        let rows: Vec<ProjectRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            project_cols!(),
-            " FROM projects WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?"
-        ))
-        .bind(tenant.0)
-        .bind(after_asc(page))
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.pool)
+        self.list_scoped::<ProjectRow, _>(
+            tenant,
+            page,
+            concat!(
+                "SELECT ",
+                project_cols!(),
+                " FROM projects WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?"
+            ),
+            |r| Ok(Project::from(r)),
+            |p| p.id.0,
+        )
         .await
-        .map_err(db_error)?;
-        Ok(finish_page(rows.into_iter().map(Project::from).collect(), limit, |p| p.id.0))
     }
 
     async fn get_project(&self, tenant: TenantId, id: ProjectId) -> Result<Project, StoreError> {
@@ -455,20 +454,18 @@ impl AdminStore for SqliteStore {
     }
 
     async fn list_members(&self, tenant: TenantId, page: PageRequest) -> Result<Page<Member>, StoreError> {
-        let limit = page_limit(&page);
-        let rows: Vec<MemberRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            member_cols!(),
-            " FROM members WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?"
-        ))
-        .bind(tenant.0)
-        .bind(after_asc(page))
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.pool)
+        self.list_scoped::<MemberRow, _>(
+            tenant,
+            page,
+            concat!(
+                "SELECT ",
+                member_cols!(),
+                " FROM members WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?"
+            ),
+            Member::try_from,
+            |m| m.id.0,
+        )
         .await
-        .map_err(db_error)?;
-        let members = rows.into_iter().map(Member::try_from).collect::<Result<Vec<_>, _>>()?;
-        Ok(finish_page(members, limit, |m| m.id.0))
     }
 
     async fn get_member(&self, tenant: TenantId, id: MemberId) -> Result<Member, StoreError> {
@@ -745,19 +742,18 @@ impl AdminStore for SqliteStore {
         tenant: TenantId,
         page: PageRequest,
     ) -> Result<Page<ProviderCredential>, StoreError> {
-        let limit = page_limit(&page);
-        let rows: Vec<CredentialRow> = sqlx::query_as(concat!(
-            "SELECT ",
-            credential_cols!(),
-            " FROM provider_credentials WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?"
-        ))
-        .bind(tenant.0)
-        .bind(after_asc(page))
-        .bind(limit as i64 + 1)
-        .fetch_all(&self.pool)
+        self.list_scoped::<CredentialRow, _>(
+            tenant,
+            page,
+            concat!(
+                "SELECT ",
+                credential_cols!(),
+                " FROM provider_credentials WHERE tenant_id = ? AND id > ? ORDER BY id LIMIT ?"
+            ),
+            |r| Ok(r.into_credential(false)),
+            |c| c.id.0,
+        )
         .await
-        .map_err(db_error)?;
-        Ok(finish_page(rows.into_iter().map(|r| r.into_credential(false)).collect(), limit, |c| c.id.0))
     }
 
     async fn get_credential(

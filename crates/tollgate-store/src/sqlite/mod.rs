@@ -96,6 +96,32 @@ impl SqliteStore {
     }
 
     /// Starts a write transaction, taking SQLite's write lock now (see the module doc).
+    /// One page of a tenant-scoped table, oldest first: `sql` binds the tenant, the cursor and
+    /// the row limit, in that order; `convert` turns typed rows into records, `id` reads their
+    /// cursor.
+    async fn list_scoped<R, T>(
+        &self,
+        tenant: TenantId,
+        page: PageRequest,
+        sql: &'static str,
+        convert: fn(R) -> Result<T, StoreError>,
+        id: fn(&T) -> Uuid,
+    ) -> Result<tollgate_types::tenancy::Page<T>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+    {
+        let limit = crate::paging::page_limit(&page);
+        let rows: Vec<R> = sqlx::query_as(sql)
+            .bind(tenant.0)
+            .bind(after_asc(page))
+            .bind(limit as i64 + 1)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        let records = rows.into_iter().map(convert).collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::paging::finish_page(records, limit, id))
+    }
+
     /// Reads one row of a tenant-scoped table by id: `sql` binds the tenant first and the id
     /// second; `convert` turns the typed row into the record; `what` names it in `NotFound`.
     async fn get_scoped<R, T>(
