@@ -21,6 +21,8 @@ use tollgate_types::tenancy::{
 };
 use tollgate_types::{ErrorKind, GatewayError};
 
+use crate::limits::ScopeLimits;
+use crate::metering::{TenantPricing, tenant_pricing};
 use crate::secrets::api_key::{hash_key, is_well_formed};
 
 /// How long a cached key may be used without hearing from the store, in case a change
@@ -51,10 +53,18 @@ pub struct KeyPrincipal {
     pub policy: TenantPolicy,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
+    /// Limits set on the key, its project and its tenant.
+    pub limits: ScopeLimits,
+    /// The tenant's negotiated prices (parsed) and markup.
+    pub pricing: Arc<TenantPricing>,
 }
 
 impl From<KeyAuth> for KeyPrincipal {
     fn from(k: KeyAuth) -> Self {
+        let (pricing, errors) = tenant_pricing(&k.tenant_pricing);
+        for e in errors {
+            tracing::warn!(tenant_id = %k.tenant_id.0, error = %e, "a stored tenant price no longer parses; skipped");
+        }
         Self {
             key_id: k.key_id,
             tenant_id: k.tenant_id,
@@ -66,6 +76,8 @@ impl From<KeyAuth> for KeyPrincipal {
             policy: k.tenant_policy,
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
+            limits: ScopeLimits { key: k.key_limits, project: k.project_limits, tenant: k.tenant_limits },
+            pricing: Arc::new(pricing),
         }
     }
 }

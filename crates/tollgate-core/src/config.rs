@@ -16,6 +16,14 @@ use serde::Deserialize;
 use tollgate_providers::{Credential, ProviderKind};
 
 use crate::env::{EnvSource, InterpolationError, interpolate};
+use crate::metering::PriceTable;
+
+mod limits;
+
+pub use limits::{
+    BudgetsConfig, LimitDefaults, LimiterBackend, LimitsConfig, RawBudgetsConfig, RawLimitsConfig,
+    RawPricingConfig, RawUsageConfig, UsageConfig,
+};
 
 // === raw (file) types ===
 
@@ -38,6 +46,18 @@ pub struct RawConfig {
     /// Model aliases clients call, each served by one or more deployments.
     #[serde(default)]
     pub models: BTreeMap<String, RawModelConfig>,
+    /// Rate-limit backend and default limits.
+    #[serde(default)]
+    pub limits: RawLimitsConfig,
+    /// Budget alerts.
+    #[serde(default)]
+    pub budgets: RawBudgetsConfig,
+    /// Price overrides.
+    #[serde(default)]
+    pub pricing: RawPricingConfig,
+    /// Usage-record retention.
+    #[serde(default)]
+    pub usage: RawUsageConfig,
 }
 
 fn default_listen() -> String {
@@ -125,6 +145,9 @@ pub struct RawDeploymentConfig {
     /// Overrides of the provider's timeouts.
     #[serde(default)]
     pub timeouts: RawTimeouts,
+    /// This deployment's own limits (its provider account's quota), shared by every tenant.
+    #[serde(default)]
+    pub limits: tollgate_types::limits::RateLimits,
 }
 
 // === validated types ===
@@ -143,6 +166,11 @@ pub struct Config {
     pub store: StoreConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
+    pub limits: LimitsConfig,
+    pub budgets: BudgetsConfig,
+    /// The built-in prices with the file's overrides on top.
+    pub prices: PriceTable,
+    pub usage: UsageConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -190,6 +218,7 @@ pub struct DeploymentConfig {
     pub provider: String,
     pub model: String,
     pub timeouts: Timeouts,
+    pub limits: tollgate_types::limits::RateLimits,
 }
 
 // === errors ===
@@ -367,14 +396,29 @@ impl RawConfig {
                         issues.push(format!("{dpath}.timeouts.{field}"), "must be greater than 0");
                     }
                 }
+                limits::check_rates(&format!("{dpath}.limits"), &d.limits, &mut issues);
                 let name = d.name.unwrap_or_else(|| format!("{}/{}", d.provider, d.model));
-                deployments.push(DeploymentConfig { name, provider: d.provider, model: d.model, timeouts });
+                deployments.push(DeploymentConfig {
+                    name,
+                    provider: d.provider,
+                    model: d.model,
+                    timeouts,
+                    limits: d.limits,
+                });
             }
             models.insert(alias, ModelConfig { description: raw.description, deployments });
         }
 
+        let limits = self.limits.validate(env, &mut issues);
+        let budgets = self.budgets.validate(env, &mut issues);
+        let prices = self.pricing.validate(&mut issues);
+        let usage = self.usage.validate(&mut issues);
+
         if issues.0.is_empty() {
-            Ok((Config { listen, server, store, providers, models }, warnings))
+            Ok((
+                Config { listen, server, store, providers, models, limits, budgets, prices, usage },
+                warnings,
+            ))
         } else {
             Err(ConfigError { issues: issues.0 })
         }

@@ -6,6 +6,7 @@
 //! - [`metrics`]: the metric names and the helpers that record them.
 
 pub mod admin;
+pub mod alerts;
 pub mod auth;
 pub mod byok;
 pub mod config;

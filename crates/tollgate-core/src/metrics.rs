@@ -46,6 +46,22 @@ pub fn describe() {
     );
     metrics::describe_counter!(crate::usage_sink::USAGE_WRITTEN, "Usage records written to the store");
     metrics::describe_counter!(
+        crate::limits::enforcer::LIMIT_REFUSALS,
+        "Requests refused by a gateway limit, by limit (requests, tokens, concurrency, budget)"
+    );
+    metrics::describe_counter!(
+        crate::limits::enforcer::SETTLE_DROPPED,
+        "Limit settlements dropped because the settle queue was full"
+    );
+    metrics::describe_counter!(
+        crate::alerts::ALERTS_SENT,
+        "Budget alerts whose webhook delivery ended, by outcome (delivered, failed)"
+    );
+    metrics::describe_counter!(
+        crate::alerts::ALERTS_DROPPED,
+        "Budget alerts dropped: queue full, or still queued at the end of the shutdown drain"
+    );
+    metrics::describe_counter!(
         crate::usage_sink::USAGE_WRITE_ERRORS,
         "Usage batches the store refused (retried)"
     );

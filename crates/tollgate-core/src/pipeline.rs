@@ -1,9 +1,12 @@
 //! One request, top to bottom. Each public entry point reads as the pipeline itself:
 //!
 //! ```text
-//! admit (validate, find the alias) → route (its deployments, in order)
-//!   → call_with_fallback (per attempt: deadline, classify, fall through on retryable errors)
-//!   → settle (metrics: status, latency, tokens; streams settle when they end or are dropped)
+//! admit (validate, find the alias) → limit (reserve rate limits and budgets)
+//!   → route (its deployments, in order)
+//!   → call_with_fallback (per attempt: the deployment's own limits, deadline, classify, fall
+//!     through on retryable errors)
+//!   → settle (metrics, cost, usage record, limit corrections; streams settle when they end or
+//!     are dropped)
 //! ```
 //!
 //! Streams are peeked before the caller sends response headers: a failure before the first
@@ -27,13 +30,16 @@ use tollgate_types::{
 
 use crate::auth::Principal;
 use crate::byok::{CredentialSet, TenantCredentials};
-use crate::metering::{TokenizerFamily, count_text_tokens};
+use crate::limits::{Charge, Enforcer, Estimate, RateLimitHeaders};
+use crate::metering::{Pricer, TokenizerFamily, count_text_tokens};
 use crate::metrics;
 use crate::registry::{Deployment, ModelRoute, Registry};
 
+mod estimate;
 mod meter;
 mod validate;
 
+use estimate::Demand;
 use meter::{Answer, Meter};
 
 /// Per-request facts the pipeline needs from the ingress.
@@ -73,6 +79,8 @@ impl Endpoint {
 pub struct Served<T> {
     pub value: T,
     pub deployment: Arc<Deployment>,
+    /// The caller's tightest request and token limits (`x-ratelimit-*`).
+    pub rate_limits: RateLimitHeaders,
 }
 
 /// What `chat` returns: a whole completion, or a stream whose first chunk has already arrived.
@@ -102,6 +110,10 @@ pub struct Gateway {
     credentials: Option<Arc<TenantCredentials>>,
     /// Where each request's usage record goes (absent when there is no store).
     usage: Option<Arc<dyn UsageSink>>,
+    /// Rate limits and budgets (absent: nothing is limited).
+    enforcer: Option<Arc<Enforcer>>,
+    /// Prices requests for usage records and budgets (absent: no cost is recorded).
+    pricer: Option<Arc<Pricer>>,
 }
 
 impl Gateway {
@@ -110,7 +122,19 @@ impl Gateway {
         credentials: Option<Arc<TenantCredentials>>,
         usage: Option<Arc<dyn UsageSink>>,
     ) -> Self {
-        Self { registry, credentials, usage }
+        Self { registry, credentials, usage, enforcer: None, pricer: None }
+    }
+
+    /// Enforces rate limits and budgets with `enforcer`.
+    pub fn with_enforcer(mut self, enforcer: Arc<Enforcer>) -> Self {
+        self.enforcer = Some(enforcer);
+        self
+    }
+
+    /// Prices requests with `pricer`.
+    pub fn with_pricer(mut self, pricer: Arc<Pricer>) -> Self {
+        self.pricer = Some(pricer);
+        self
     }
 
     fn meter(
@@ -121,7 +145,7 @@ impl Gateway {
         user: Option<&str>,
         metadata: Option<&JsonMap>,
     ) -> Meter {
-        Meter::new(self.usage.clone(), ctx, endpoint, model, user, metadata)
+        Meter::new(self.usage.clone(), self.pricer.clone(), ctx, endpoint, model, user, metadata)
     }
 
     /// Drops state a change makes stale (tenants' credentials and the adapters built on them).
@@ -139,18 +163,20 @@ impl Gateway {
 
     /// `POST /v1/chat/completions`.
     pub async fn chat(&self, ctx: &RequestCtx, req: ChatRequest) -> Result<ChatOutcome, GatewayError> {
-        let meter = self.meter(ctx, Endpoint::Chat, &req.model, req.user.as_deref(), req.metadata.as_ref());
+        let mut meter =
+            self.meter(ctx, Endpoint::Chat, &req.model, req.user.as_deref(), req.metadata.as_ref());
         let route = self.admit(ctx, &meter, &req.model, || validate::chat(&req))?;
+        let rate_limits = self.limit(ctx, &mut meter, route, |family| estimate::chat(&req, family)).await?;
         if req.stream {
             let wants_usage = req.wants_stream_usage();
             let result = self
-                .call_with_fallback(ctx, route, Endpoint::Chat, |adapter, call| {
+                .call_with_fallback(ctx, route, Endpoint::Chat, meter.charge(), |adapter, call| {
                     let req = &req;
                     async move { open_stream(adapter.chat_stream(req, &call).await?, adapter.kind()).await }
                 })
                 .await;
             return match result {
-                Ok(Served { value: (first, rest), deployment }) => {
+                Ok(Served { value: (first, rest), deployment, .. }) => {
                     let metered = Box::new(MeteredStream::new(
                         meter,
                         route,
@@ -159,13 +185,13 @@ impl Gateway {
                         rest,
                         wants_usage,
                     ));
-                    Ok(ChatOutcome::Stream(Served { value: metered, deployment }))
+                    Ok(ChatOutcome::Stream(Served { value: metered, deployment, rate_limits }))
                 }
                 Err(e) => Err(failed(&meter, route, e)),
             };
         }
         let result = self
-            .call_with_fallback(ctx, route, Endpoint::Chat, |adapter, call| {
+            .call_with_fallback(ctx, route, Endpoint::Chat, meter.charge(), |adapter, call| {
                 let req = &req;
                 async move { adapter.chat(req, &call).await }
             })
@@ -173,7 +199,7 @@ impl Gateway {
         match result {
             Ok(served) => {
                 meter.answered(&route.alias, &served.deployment, &Answer::ok(served.value.usage.as_ref()));
-                Ok(ChatOutcome::Json(served))
+                Ok(ChatOutcome::Json(Served { rate_limits, ..served }))
             }
             Err(e) => Err(failed(&meter, route, e)),
         }
@@ -185,10 +211,12 @@ impl Gateway {
         ctx: &RequestCtx,
         req: EmbeddingsRequest,
     ) -> Result<Served<EmbeddingsResponse>, GatewayError> {
-        let meter = self.meter(ctx, Endpoint::Embeddings, &req.model, req.user.as_deref(), None);
+        let mut meter = self.meter(ctx, Endpoint::Embeddings, &req.model, req.user.as_deref(), None);
         let route = self.admit(ctx, &meter, &req.model, || validate::embeddings(&req))?;
+        let rate_limits =
+            self.limit(ctx, &mut meter, route, |family| estimate::embeddings(&req, family)).await?;
         let result = self
-            .call_with_fallback(ctx, route, Endpoint::Embeddings, |adapter, call| {
+            .call_with_fallback(ctx, route, Endpoint::Embeddings, meter.charge(), |adapter, call| {
                 let req = &req;
                 async move { adapter.embeddings(req, &call).await }
             })
@@ -198,7 +226,7 @@ impl Gateway {
                 let u = served.value.usage;
                 let usage = Usage::new(u.prompt_tokens, 0, None);
                 meter.answered(&route.alias, &served.deployment, &Answer::ok(Some(&usage)));
-                Ok(served)
+                Ok(Served { rate_limits, ..served })
             }
             Err(e) => Err(failed(&meter, route, e)),
         }
@@ -210,10 +238,12 @@ impl Gateway {
         ctx: &RequestCtx,
         req: CompletionRequest,
     ) -> Result<CompletionOutcome, GatewayError> {
-        let meter = self.meter(ctx, Endpoint::Completions, &req.model, None, None);
+        let mut meter = self.meter(ctx, Endpoint::Completions, &req.model, None, None);
         let route = self.admit(ctx, &meter, &req.model, || validate::completions(&req))?;
+        let rate_limits =
+            self.limit(ctx, &mut meter, route, |family| estimate::completions(&req, family)).await?;
         let outcome = if req.stream {
-            self.call_with_fallback(ctx, route, Endpoint::Completions, |adapter, call| {
+            self.call_with_fallback(ctx, route, Endpoint::Completions, meter.charge(), |adapter, call| {
                 let req = &req;
                 async move { adapter.completions_stream(req, &call).await }
             })
@@ -221,17 +251,17 @@ impl Gateway {
             .map(|s| {
                 // Legacy completion streams are passed through unmetered for tokens.
                 meter.answered(&route.alias, &s.deployment, &Answer::ok(None));
-                CompletionOutcome::Stream(s)
+                CompletionOutcome::Stream(Served { rate_limits: rate_limits.clone(), ..s })
             })
         } else {
-            self.call_with_fallback(ctx, route, Endpoint::Completions, |adapter, call| {
+            self.call_with_fallback(ctx, route, Endpoint::Completions, meter.charge(), |adapter, call| {
                 let req = &req;
                 async move { adapter.completions(req, &call).await }
             })
             .await
             .map(|s| {
                 meter.answered(&route.alias, &s.deployment, &Answer::ok(s.value.usage.as_ref()));
-                CompletionOutcome::Json(s)
+                CompletionOutcome::Json(Served { rate_limits: rate_limits.clone(), ..s })
             })
         };
         outcome.map_err(|e| failed(&meter, route, e))
@@ -270,6 +300,72 @@ impl Gateway {
         result
     }
 
+    /// Reserves what the request may take against every limit it falls under and hands the
+    /// charge to the meter; a refusal is metered and returned (429 naming the limit).
+    async fn limit(
+        &self,
+        ctx: &RequestCtx,
+        meter: &mut Meter,
+        route: &ModelRoute,
+        demand: impl FnOnce(TokenizerFamily) -> Demand,
+    ) -> Result<RateLimitHeaders, GatewayError> {
+        let Some(enforcer) = &self.enforcer else { return Ok(RateLimitHeaders::default()) };
+        let plan = enforcer.plan(&ctx.principal, &route.alias);
+        let deployment_limits = route.deployments.iter().any(|d| !d.limits.is_empty());
+        if plan.is_empty() && !deployment_limits {
+            return Ok(RateLimitHeaders::default());
+        }
+        let deployment_tokens = route.deployments.iter().any(|d| d.limits.tpm.is_some());
+        let estimate = if plan.needs_tokens() || plan.needs_cost() || deployment_tokens {
+            self.estimate(ctx, enforcer, route, demand)
+        } else {
+            Estimate::default()
+        };
+        let charge = match enforcer.admit(&plan, estimate).await {
+            Ok(c) => c,
+            Err(e) => {
+                meter.rejected(&e);
+                return Err(e);
+            }
+        };
+        let headers = charge.headers.clone();
+        meter.attach(charge);
+        Ok(headers)
+    }
+
+    /// Tokens (input + requested maximum output) and worst-case cost (input + maximum output at
+    /// the dearest of the alias's deployments).
+    fn estimate(
+        &self,
+        ctx: &RequestCtx,
+        enforcer: &Enforcer,
+        route: &ModelRoute,
+        demand: impl FnOnce(TokenizerFamily) -> Demand,
+    ) -> Estimate {
+        let family = route
+            .deployments
+            .first()
+            .map_or(TokenizerFamily::Other, |d| TokenizerFamily::for_model(&d.upstream_model));
+        let d = demand(family);
+        let tokens = d.prompt_tokens.saturating_add(d.max_output.unwrap_or(0));
+        let Some(pricer) = &self.pricer else { return Estimate { tokens, cost: 0 } };
+        let tenant = match &ctx.principal {
+            Principal::Key(k) => Some(&*k.pricing),
+            Principal::SuperAdmin => None,
+        };
+        let max_output = d.max_output.unwrap_or_else(|| enforcer.default_max_output_tokens());
+        let now = time::OffsetDateTime::now_utc();
+        let cost = route
+            .deployments
+            .iter()
+            .map(|dep| {
+                pricer.worst_case(tenant, dep.kind, &dep.upstream_model, d.prompt_tokens, max_output, now)
+            })
+            .max()
+            .unwrap_or(0);
+        Estimate { tokens, cost }
+    }
+
     /// Tries the route's deployments in order until one answers. A non-retryable error (the
     /// request itself is bad) ends the loop at once; every failure is kept as an [`Attempt`].
     async fn call_with_fallback<T, F, Fut>(
@@ -277,6 +373,7 @@ impl Gateway {
         ctx: &RequestCtx,
         route: &ModelRoute,
         endpoint: Endpoint,
+        charge: &Charge,
         call: F,
     ) -> Result<Served<T>, GatewayError>
     where
@@ -305,9 +402,23 @@ impl Gateway {
                 total_timeout: deployment.timeouts.total,
                 include_usage: true,
             };
-            match call(adapter, call_ctx).await {
-                Ok(value) => return Ok(Served { value, deployment: deployment.clone() }),
+            let outcome = match &self.enforcer {
+                Some(enforcer) => match enforcer.admit_deployment(charge, deployment).await {
+                    Ok(()) => call(adapter, call_ctx).await,
+                    Err(at_limit) => Err(at_limit),
+                },
+                None => call(adapter, call_ctx).await,
+            };
+            match outcome {
+                Ok(value) => {
+                    return Ok(Served {
+                        value,
+                        deployment: deployment.clone(),
+                        rate_limits: RateLimitHeaders::default(),
+                    });
+                }
                 Err(error) => {
+                    charge.release_deployment();
                     metrics::record_upstream_error(deployment.provider_kind, &error.kind);
                     tracing::warn!(
                         request_id = %ctx.request_id,

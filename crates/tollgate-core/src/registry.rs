@@ -31,8 +31,11 @@ pub struct Deployment {
     pub timeouts: Timeouts,
     /// The adapter with the gateway's own credential for this provider.
     pub adapter: Arc<dyn ProviderAdapter>,
+    /// This deployment's own limits (its provider account's quota), shared by every caller.
+    pub limits: tollgate_types::limits::RateLimits,
+    /// The provider kind (prices are namespaced by it).
+    pub kind: ProviderKind,
     /// What the adapter was built from, to build variants with a tenant's credential.
-    kind: ProviderKind,
     settings: ProviderSettings,
 }
 
@@ -97,6 +100,7 @@ impl Registry {
                         provider_kind: provider.kind.as_str(),
                         upstream_model: d.model.clone(),
                         timeouts: d.timeouts,
+                        limits: d.limits,
                         adapter,
                     })),
                     Err(e) => issues.push(ConfigIssue { path, message: e.message }),

@@ -16,14 +16,18 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tollgate_core::Gateway;
+use tollgate_core::alerts::{AlertNotifier, AlertSettings, AlertWorker};
 use tollgate_core::auth::Authenticator;
 use tollgate_core::byok::TenantCredentials;
-use tollgate_core::config::{Config, ConfigError};
+use tollgate_core::config::{Config, ConfigError, LimiterBackend};
+use tollgate_core::limits::{Enforcer, MemoryRateLimiter, PolicyRateLimiter, SettleWorker};
+use tollgate_core::metering::Pricer;
 use tollgate_core::registry::Registry;
 use tollgate_core::secrets::MasterKeys;
 use tollgate_core::usage_sink::{SinkConfig, UsageWriter, usage_sink};
 use tollgate_types::ports::store::Store;
 use tollgate_types::ports::usage::UsageSink;
+use tollgate_types::ports::{Clock, RateLimiter, SystemClock};
 use tollgate_types::{ErrorKind, GatewayError};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
@@ -61,6 +65,10 @@ pub struct SharedState {
     pub in_flight: Arc<Semaphore>,
     /// The usage sink's writer, until `spawn_background` starts it.
     usage_writer: parking_lot::Mutex<Option<UsageWriter>>,
+    /// The limit settlement worker, until `spawn_background` starts it.
+    settle_worker: parking_lot::Mutex<Option<SettleWorker>>,
+    /// The budget-alert delivery worker, until `spawn_background` starts it.
+    alert_worker: parking_lot::Mutex<Option<AlertWorker>>,
 }
 
 impl AppState {
@@ -84,9 +92,21 @@ impl AppState {
             }
             None => (None, None),
         };
+        let (notifier, alert_worker) = AlertNotifier::new(AlertSettings::from_config(&config.budgets));
+        let (enforcer, settle_worker) = Enforcer::new(
+            limiter(config)?,
+            &config.limits,
+            &config.budgets,
+            Some(notifier),
+            Arc::new(SystemClock),
+        );
+        let pricer = Arc::new(Pricer::new(config.prices.clone()));
+        let gateway = Gateway::new(registry, credentials, sink).with_enforcer(enforcer).with_pricer(pricer);
         Ok(Self(Arc::new(SharedState {
-            gateway: Arc::new(Gateway::new(registry, credentials, sink)),
+            gateway: Arc::new(gateway),
             usage_writer: parking_lot::Mutex::new(writer),
+            settle_worker: parking_lot::Mutex::new(Some(settle_worker)),
+            alert_worker: parking_lot::Mutex::new(Some(alert_worker)),
             auth: Arc::new(auth),
             store,
             master_keys,
@@ -103,6 +123,12 @@ impl AppState {
     pub fn spawn_background(&self, tasks: &TaskTracker, shutdown: CancellationToken) {
         if let Some(writer) = self.usage_writer.lock().take() {
             tasks.spawn(writer.run(shutdown.clone(), USAGE_DRAIN_DEADLINE));
+        }
+        if let Some(worker) = self.settle_worker.lock().take() {
+            tasks.spawn(worker.run(shutdown.clone()));
+        }
+        if let Some(worker) = self.alert_worker.lock().take() {
+            tasks.spawn(worker.run(shutdown.clone()));
         }
         let Some(store) = &self.store else { return };
         let mut changes = store.changes.subscribe();
@@ -133,6 +159,31 @@ impl AppState {
             auth.flush_usage().await;
         });
     }
+}
+
+/// The configured limiter: in memory (one node), or Redis (every node) behind the configured
+/// failure policy.
+fn limiter(config: &Config) -> Result<Arc<dyn RateLimiter>, ConfigError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    Ok(match &config.limits.backend {
+        LimiterBackend::Memory => Arc::new(MemoryRateLimiter::new(clock)),
+        LimiterBackend::Redis { url } => {
+            let settings = tollgate_redis::RedisLimiterConfig {
+                timeout: config.limits.timeout,
+                ..tollgate_redis::RedisLimiterConfig::default()
+            };
+            let redis =
+                tollgate_redis::RedisRateLimiter::new(url.expose_secret(), clock, settings).map_err(|e| {
+                    ConfigError {
+                        issues: vec![tollgate_core::config::ConfigIssue {
+                            path: "limits.redis_url".to_owned(),
+                            message: e.to_string(),
+                        }],
+                    }
+                })?;
+            Arc::new(PolicyRateLimiter::new(Arc::new(redis), config.limits.on_backend_failure))
+        }
+    })
 }
 
 /// How long shutdown waits for queued usage records to be written.

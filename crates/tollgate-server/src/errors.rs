@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Serialize;
-use tollgate_types::GatewayError;
+use tollgate_types::{ErrorKind, GatewayError};
 
 /// A gateway error on its way out, in OpenAI's shape.
 pub struct ApiError(pub GatewayError);
@@ -66,6 +66,11 @@ impl IntoResponse for ApiError {
             // Round up: "Retry-After: 0" for 0.4 s would invite an immediate retry.
             let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.0.kind == ErrorKind::BudgetExceeded {
+            // A spent budget does not come back in seconds: tells the official SDKs (which
+            // retry 429s by default) not to retry.
+            resp.headers_mut().insert("x-should-retry", HeaderValue::from_static("false"));
         }
         resp.extensions_mut().insert(Arc::new(self.0));
         resp

@@ -6,8 +6,10 @@
 //! Uniqueness is not checked here: the database's unique constraints decide, so two concurrent
 //! creates cannot both pass a racy pre-check.
 
+use serde::Serialize;
 use time::OffsetDateTime;
 use tollgate_types::JsonMap;
+use tollgate_types::limits::LimitPolicy;
 use tollgate_types::ports::store::{
     KeyPatch, MemberPatch, NewCredential, NewKey, NewMember, NewProject, NewTenant, ProjectPatch, StoreError,
     TenantPatch,
@@ -28,6 +30,9 @@ pub const MAX_MODEL_CHARS: usize = 200;
 pub const MAX_MODELS: usize = 1000;
 /// Largest accepted key metadata, serialized as JSON, in bytes.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Largest accepted limits or pricing policy, serialized as JSON, in bytes (the admin API's own
+/// bounds keep real policies far smaller).
+pub const MAX_POLICY_BYTES: usize = 1024 * 1024;
 /// Largest accepted credential ciphertext, in bytes (a provider key plus nonce and tag is far smaller).
 pub const MAX_CIPHERTEXT_BYTES: usize = 64 * 1024;
 
@@ -100,6 +105,22 @@ pub fn metadata(value: JsonMap) -> Result<JsonMap, StoreError> {
     Ok(value)
 }
 
+/// A limits or pricing policy: storable (at most 1 MiB as JSON). What the values mean is the
+/// admin service's to check; the store only keeps them.
+pub fn policy<T: Serialize>(field: &str, value: T) -> Result<T, StoreError> {
+    let size = serde_json::to_vec(&value).map_err(|e| StoreError::Internal(e.to_string()))?.len();
+    if size > MAX_POLICY_BYTES {
+        return Err(invalid(format!(
+            "{field}: must be at most {MAX_POLICY_BYTES} bytes as JSON (got {size})"
+        )));
+    }
+    Ok(value)
+}
+
+fn optional_limits(value: Option<LimitPolicy>) -> Result<Option<LimitPolicy>, StoreError> {
+    value.map(|l| policy("limits", l)).transpose()
+}
+
 /// A sealed secret: a key id (1..=200 characters) and a non-empty ciphertext of at most 64 KiB.
 pub fn sealed(value: SealedSecret) -> Result<SealedSecret, StoreError> {
     let key_id = bounded_text("sealed.key_id", &value.key_id, 1, MAX_NAME_CHARS)?;
@@ -132,7 +153,7 @@ pub fn tenant_patch(patch: TenantPatch) -> Result<TenantPatch, StoreError> {
 }
 
 pub fn new_project(new: NewProject) -> Result<NewProject, StoreError> {
-    Ok(NewProject { name: name("name", &new.name)? })
+    Ok(NewProject { name: name("name", &new.name)?, limits: optional_limits(new.limits)? })
 }
 
 pub fn project_patch(patch: ProjectPatch) -> Result<ProjectPatch, StoreError> {
@@ -159,6 +180,7 @@ pub fn new_key(new: NewKey) -> Result<NewKey, StoreError> {
         allowed_models: allowed_models(new.allowed_models)?,
         metadata: metadata(new.metadata)?,
         expires_at: new.expires_at.map(micros),
+        limits: optional_limits(new.limits)?,
     })
 }
 

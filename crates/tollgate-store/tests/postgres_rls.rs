@@ -54,7 +54,10 @@ async fn seed(store: &PostgresStore, name: &str) -> Seeded {
         .create_tenant(NewTenant { name: name.to_owned(), policy: TenantPolicy { byok_only: true } }, &actor)
         .await
         .unwrap();
-    let project = store.create_project(tenant.id, NewProject { name: "web".into() }, &actor).await.unwrap();
+    let project = store
+        .create_project(tenant.id, NewProject { name: "web".into(), limits: None }, &actor)
+        .await
+        .unwrap();
     let member = store
         .create_member(
             tenant.id,
@@ -78,6 +81,7 @@ async fn seed(store: &PostgresStore, name: &str) -> Seeded {
                 allowed_models: Some(vec!["gpt-4o".into()]),
                 metadata: Default::default(),
                 expires_at: None,
+                limits: None,
             },
             &actor,
         )
@@ -318,7 +322,11 @@ async fn the_auth_function_returns_only_what_authentication_needs() {
             "allowed_models",
             "expires_at",
             "revoked_at",
-            "tenant_policy"
+            "tenant_policy",
+            "key_limits",
+            "project_limits",
+            "tenant_limits",
+            "tenant_pricing"
         ]
     );
     assert_eq!(rows[0].get::<Uuid, _>("key_id"), a.key.0);
@@ -346,6 +354,69 @@ async fn the_auth_function_returns_only_what_authentication_needs() {
     .await
     .unwrap();
     assert!(!public_exec);
+}
+
+/// Limits and pricing live in the tenant-scoped rows, so row-level security hides another
+/// tenant's exactly as it hides the rows: not readable, not writable, with or without a tenant
+/// set. Only the authentication function returns them, for the key whose hash it was given.
+#[tokio::test]
+async fn the_app_role_cannot_read_or_change_another_tenants_limits() {
+    use tollgate_types::limits::{LimitPolicy, PricingPolicy, RateLimits};
+    let (store, db) = TestDb::with_store().await;
+    let a = seed(&store, "alpha").await;
+    let b = seed(&store, "beta").await;
+    let actor = Actor::Cli;
+    let policy =
+        LimitPolicy { rate: RateLimits { rpm: Some(42), ..RateLimits::default() }, ..LimitPolicy::default() };
+    let pricing = PricingPolicy { markup_bps: 700, prices: Vec::new() };
+    store.set_tenant_limits(b.tenant, policy.clone(), &actor).await.unwrap();
+    store.set_tenant_pricing(b.tenant, pricing.clone(), &actor).await.unwrap();
+    store.set_project_limits(b.tenant, b.project, policy.clone(), &actor).await.unwrap();
+    store.set_key_limits(b.tenant, b.key, policy.clone(), &actor).await.unwrap();
+
+    let mut conn = app_conn(&db).await;
+    let reads: [&'static str; 4] = [
+        "SELECT limits FROM tenants WHERE limits <> '{}'::jsonb",
+        "SELECT pricing FROM tenants WHERE pricing <> '{}'::jsonb",
+        "SELECT limits FROM projects WHERE limits <> '{}'::jsonb",
+        "SELECT limits FROM api_keys WHERE limits <> '{}'::jsonb",
+    ];
+    // Without a tenant: nothing.
+    for sql in reads {
+        assert!(sqlx::query(sql).fetch_all(&mut conn).await.unwrap().is_empty(), "{sql} without a tenant");
+    }
+    // As tenant A: B's policies are invisible, and writing them changes nothing.
+    let mut tx = conn.begin().await.unwrap();
+    set_tenant(&mut tx, a.tenant).await;
+    for sql in reads {
+        assert!(sqlx::query(sql).fetch_all(&mut *tx).await.unwrap().is_empty(), "{sql} as tenant A");
+    }
+    let writes: [(&'static str, Uuid); 4] = [
+        ("UPDATE tenants SET limits = '{}'::jsonb WHERE id = $1", b.tenant.0),
+        ("UPDATE tenants SET pricing = '{}'::jsonb WHERE id = $1", b.tenant.0),
+        ("UPDATE projects SET limits = '{}'::jsonb WHERE id = $1", b.project.0),
+        ("UPDATE api_keys SET limits = '{}'::jsonb WHERE id = $1", b.key.0),
+    ];
+    for (sql, id) in writes {
+        let done = sqlx::query(sql).bind(id).execute(&mut *tx).await.unwrap();
+        assert_eq!(done.rows_affected(), 0, "{sql} as tenant A");
+    }
+    tx.commit().await.unwrap();
+    // As tenant B the same reads find B's own policies (the data is there).
+    let mut tx = conn.begin().await.unwrap();
+    set_tenant(&mut tx, b.tenant).await;
+    for sql in reads {
+        assert_eq!(sqlx::query(sql).fetch_all(&mut *tx).await.unwrap().len(), 1, "{sql} as tenant B");
+    }
+    tx.rollback().await.unwrap();
+
+    // Through the store: B's policies are intact, and A's key carries none of them.
+    let auth = store.authenticate_key(&b.hash).await.unwrap().unwrap();
+    assert_eq!((&auth.key_limits, &auth.project_limits, &auth.tenant_limits), (&policy, &policy, &policy));
+    assert_eq!(auth.tenant_pricing, pricing);
+    let auth = store.authenticate_key(&a.hash).await.unwrap().unwrap();
+    assert!(auth.key_limits.is_empty() && auth.project_limits.is_empty() && auth.tenant_limits.is_empty());
+    assert!(auth.tenant_pricing.is_empty());
 }
 
 #[tokio::test]

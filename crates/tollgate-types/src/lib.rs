@@ -10,6 +10,7 @@ pub mod embeddings;
 pub mod error;
 pub mod ids;
 pub mod legacy;
+pub mod limits;
 pub mod ports;
 pub mod tenancy;
 pub mod usage;

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::limits::{LimitPolicy, PricingPolicy};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -144,6 +145,12 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub policy: TenantPolicy,
+    /// Limits on all the tenant's requests together (set by the super-admin).
+    #[serde(default)]
+    pub limits: LimitPolicy,
+    /// Negotiated prices and markup (set by the super-admin).
+    #[serde(default)]
+    pub pricing: PricingPolicy,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -155,6 +162,9 @@ pub struct Project {
     pub id: ProjectId,
     pub tenant_id: TenantId,
     pub name: String,
+    /// Limits on all the project's requests together.
+    #[serde(default)]
+    pub limits: LimitPolicy,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -199,6 +209,9 @@ pub struct ApiKey {
     /// Model aliases the key may call; `None` means every model.
     pub allowed_models: Option<Vec<String>>,
     pub metadata: JsonMap,
+    /// Limits on the key's requests.
+    #[serde(default)]
+    pub limits: LimitPolicy,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -226,6 +239,12 @@ pub struct KeyAuth {
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
     pub tenant_policy: TenantPolicy,
+    /// Limits set on the key, its project and its tenant (each possibly empty).
+    pub key_limits: LimitPolicy,
+    pub project_limits: LimitPolicy,
+    pub tenant_limits: LimitPolicy,
+    /// The tenant's negotiated prices and markup.
+    pub tenant_pricing: PricingPolicy,
 }
 
 /// A provider credential as stored: the secret only as ciphertext.

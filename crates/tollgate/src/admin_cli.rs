@@ -1,4 +1,4 @@
-//! `tollgate tenants|projects|members|keys ...`: the admin operations from the command line,
+//! `tollgate tenants|projects|members|keys|limits|pricing ...`: the admin operations from the command line,
 //! against the store the config names. They run through the same `AdminService` as the HTTP
 //! API (same validation, same audit trail, recorded with the `cli` actor). Results are JSON on
 //! stdout, so scripts can read them.
@@ -15,6 +15,7 @@ use serde::Serialize;
 use tollgate_core::admin::{AdminService, Caller, CreateKey};
 use tollgate_core::env::ProcessEnv;
 use tollgate_types::JsonMap;
+use tollgate_types::limits::{LimitPolicy, PricingPolicy};
 use tollgate_types::ports::store::{
     KeyFilter, MemberPatch, NewMember, NewProject, NewTenant, ProjectPatch, TenantPatch,
 };
@@ -183,6 +184,55 @@ pub enum KeysCmd {
     },
 }
 
+/// Which limits a `limits` command reads or replaces: the tenant's, or one of its projects' or
+/// keys'.
+#[derive(Args)]
+pub struct LimitsTarget {
+    #[arg(long)]
+    tenant: TenantId,
+    /// A project of the tenant.
+    #[arg(long, conflicts_with = "key")]
+    project: Option<ProjectId>,
+    /// A key of the tenant.
+    #[arg(long)]
+    key: Option<KeyId>,
+}
+
+#[derive(Subcommand)]
+pub enum LimitsCmd {
+    /// Print the limits of a tenant, project or key (JSON).
+    Get {
+        #[command(flatten)]
+        target: LimitsTarget,
+    },
+    /// Replace the limits of a tenant, project or key; `--json '{}'` clears them.
+    Set {
+        #[command(flatten)]
+        target: LimitsTarget,
+        /// The whole policy, e.g. '{"rate":{"rpm":60},"budgets":[{"period":"month","limit_usd":"100"}]}'.
+        #[arg(long)]
+        json: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PricingCmd {
+    /// Print a tenant's negotiated prices and markup (JSON).
+    Get {
+        #[arg(long)]
+        tenant: TenantId,
+    },
+    /// Replace a tenant's prices and markup; `--json '{}'` clears them.
+    Set {
+        #[arg(long)]
+        tenant: TenantId,
+        /// The whole policy, e.g. '{"markup_bps":1000,"prices":[{"provider":"openai","model":"gpt-4o",
+        /// "effective_from":"2025-01-01","input":"2","output":"8"}]}'.
+        #[arg(long)]
+        json: String,
+    },
+}
+
 /// A tenant's usage report (what `GET /admin/v1/tenants/{id}/usage` answers).
 #[derive(Args)]
 pub struct UsageArgs {
@@ -206,6 +256,8 @@ pub enum AdminCmd {
     Projects(ProjectsCmd),
     Members(MembersCmd),
     Keys(KeysCmd),
+    Limits(LimitsCmd),
+    Pricing(PricingCmd),
 }
 
 pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
@@ -255,7 +307,7 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
         },
         AdminCmd::Projects(cmd) => match cmd {
             ProjectsCmd::Create { tenant, name } => {
-                print(&service.create_project(c, tenant, NewProject { name }).await?)
+                print(&service.create_project(c, tenant, NewProject { name, limits: None }).await?)
             }
             ProjectsCmd::List { tenant, page } => {
                 print(&service.list_projects(c, tenant, page.into()).await?)
@@ -296,6 +348,7 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
                     allowed_models: (!models.is_empty()).then_some(models),
                     metadata: JsonMap::new(),
                     expires_at,
+                    limits: None,
                 };
                 let created = service.create_key(c, tenant, new).await?;
                 print(&serde_json::json!({"key": created.key, "secret": created.secret.expose_secret()}))
@@ -309,6 +362,34 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
             KeysCmd::Rotate { tenant, id } => {
                 let created = service.rotate_key(c, tenant, id).await?;
                 print(&serde_json::json!({"key": created.key, "secret": created.secret.expose_secret()}))
+            }
+        },
+        AdminCmd::Limits(cmd) => match cmd {
+            LimitsCmd::Get { target } => {
+                let limits = match (target.project, target.key) {
+                    (Some(p), _) => service.get_project(c, target.tenant, p).await?.limits,
+                    (None, Some(k)) => service.get_key(c, target.tenant, k).await?.limits,
+                    (None, None) => service.get_tenant(c, target.tenant).await?.limits,
+                };
+                print(&limits)
+            }
+            LimitsCmd::Set { target, json } => {
+                let policy: LimitPolicy = serde_json::from_str(&json)
+                    .context("--json must be a limits policy such as '{\"rate\":{\"rpm\":60}}'")?;
+                let limits = match (target.project, target.key) {
+                    (Some(p), _) => service.set_project_limits(c, target.tenant, p, policy).await?.limits,
+                    (None, Some(k)) => service.set_key_limits(c, target.tenant, k, policy).await?.limits,
+                    (None, None) => service.set_tenant_limits(c, target.tenant, policy).await?.limits,
+                };
+                print(&limits)
+            }
+        },
+        AdminCmd::Pricing(cmd) => match cmd {
+            PricingCmd::Get { tenant } => print(&service.get_tenant(c, tenant).await?.pricing),
+            PricingCmd::Set { tenant, json } => {
+                let policy: PricingPolicy = serde_json::from_str(&json)
+                    .context("--json must be a pricing policy such as '{\"markup_bps\":1000}'")?;
+                print(&service.set_tenant_pricing(c, tenant, policy).await?.pricing)
             }
         },
     }

@@ -81,7 +81,7 @@ pub async fn bootstrap(
     let c = &Caller::cli();
     let t = service.create_tenant(c, NewTenant { name: tenant, policy: TenantPolicy::default() }).await?;
     let m = service.create_member(c, t.id, NewMember { name: owner, role: MemberRole::Owner }).await?;
-    let p = service.create_project(c, t.id, NewProject { name: project }).await?;
+    let p = service.create_project(c, t.id, NewProject { name: project, limits: None }).await?;
     let key = CreateKey {
         project_id: p.id,
         owner_id: Some(m.id),
@@ -90,6 +90,7 @@ pub async fn bootstrap(
         allowed_models: None,
         metadata: JsonMap::new(),
         expires_at: None,
+        limits: None,
     };
     let created = service.create_key(c, t.id, key).await?;
     eprintln!("tenant {} ({}), owner {}, project {}", t.name, t.id, m.name, p.name);

@@ -73,6 +73,16 @@ enum Command {
         #[command(subcommand)]
         cmd: admin_cli::KeysCmd,
     },
+    /// Read or replace the limits (rate limits, budgets) of a tenant, project or key.
+    Limits {
+        #[command(subcommand)]
+        cmd: admin_cli::LimitsCmd,
+    },
+    /// Read or replace a tenant's negotiated prices and markup.
+    Pricing {
+        #[command(subcommand)]
+        cmd: admin_cli::PricingCmd,
+    },
     /// A tenant's usage over a time range, grouped.
     Usage(admin_cli::UsageArgs),
     /// Re-encrypt every stored provider credential under the first key of
@@ -107,6 +117,12 @@ fn main() -> std::process::ExitCode {
             with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Members(cmd)))
         }
         Command::Keys { cmd } => with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Keys(cmd))),
+        Command::Limits { cmd } => {
+            with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Limits(cmd)))
+        }
+        Command::Pricing { cmd } => {
+            with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Pricing(cmd)))
+        }
         Command::Usage(args) => with_runtime(admin_cli::run(&cli.config, admin_cli::AdminCmd::Usage(args))),
     };
     match result {

@@ -79,3 +79,69 @@ async fn cli_manages_tenants_projects_members_and_keys() {
     let audit_actions = cli_json(&config, &["members", "list", "--tenant", &tenant]);
     assert_eq!(audit_actions["data"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn cli_sets_and_reads_limits_and_pricing() {
+    let dir = TempDir::new("cli-limits");
+    let config = dir.write("tollgate.yaml", CONFIG);
+    cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice@acme.test"]);
+    let tenant = cli_json(&config, &["tenants", "list"])["data"][0]["id"].as_str().unwrap().to_owned();
+    let keys = cli_json(&config, &["keys", "list", "--tenant", &tenant]);
+    let key = keys["data"][0]["id"].as_str().unwrap().to_owned();
+    let project = keys["data"][0]["project_id"].as_str().unwrap().to_owned();
+
+    let get = |target: &[&str]| {
+        let mut args = vec!["limits", "get", "--tenant", tenant.as_str()];
+        args.extend_from_slice(target);
+        cli_json(&config, &args)
+    };
+    assert_eq!(get(&["--key", &key]), serde_json::json!({}));
+    let set = cli_json(
+        &config,
+        &[
+            "limits",
+            "set",
+            "--tenant",
+            &tenant,
+            "--key",
+            &key,
+            "--json",
+            r#"{"rate":{"rpm":60,"max_concurrent":2},"budgets":[{"period":"day","limit_usd":"5.50","alert_at_percent":[100,50]}]}"#,
+        ],
+    );
+    let stored = serde_json::json!({"rate": {"rpm": 60, "max_concurrent": 2},
+        "budgets": [{"period": "day", "limit_usd": "5.5", "alert_at_percent": [50, 100]}]});
+    assert_eq!(set, stored);
+    assert_eq!(get(&["--key", &key]), stored);
+    assert_eq!(cli_json(&config, &["keys", "get", "--tenant", &tenant, &key])["limits"], stored);
+    // The project's and the tenant's are separate, and still empty.
+    assert_eq!(get(&["--project", &project]), serde_json::json!({}));
+    assert_eq!(get(&[]), serde_json::json!({}));
+
+    cli(&config, &["limits", "set", "--tenant", &tenant, "--json", r#"{"rate":{"tpm":1000}}"#]);
+    assert_eq!(get(&[]), serde_json::json!({"rate": {"tpm": 1000}}));
+    let pricing =
+        cli_json(&config, &["pricing", "set", "--tenant", &tenant, "--json", r#"{"markup_bps":250}"#]);
+    assert_eq!(pricing, serde_json::json!({"markup_bps": 250}));
+    assert_eq!(cli_json(&config, &["pricing", "get", "--tenant", &tenant])["markup_bps"], 250);
+
+    // Invalid policies are refused with the field named, and change nothing.
+    let out = support::tollgate(&config)
+        .args(["limits", "set", "--tenant", &tenant, "--key", &key, "--json", r#"{"rate":{"rpm":0}}"#])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rate.rpm: must be at least 1"), "{out:?}");
+    let out = support::tollgate(&config)
+        .args(["limits", "set", "--tenant", &tenant, "--json", "not json"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(get(&["--key", &key]), stored);
+    // `{}` clears.
+    assert_eq!(
+        cli_json(&config, &["limits", "set", "--tenant", &tenant, "--key", &key, "--json", "{}"]),
+        serde_json::json!({})
+    );
+    assert_eq!(get(&["--key", &key]), serde_json::json!({}));
+}

@@ -8,6 +8,7 @@
 
 use secrecy::SecretString;
 use time::OffsetDateTime;
+use tollgate_types::limits::LimitPolicy;
 use tollgate_types::ports::store::{Change, KeyFilter, KeyPatch, NewKey};
 use tollgate_types::tenancy::{
     ApiKey, KeyId, KeyScope, MemberId, MemberRole, Page, PageRequest, ProjectId, TenantId,
@@ -31,6 +32,9 @@ pub struct CreateKey {
     pub allowed_models: Option<Vec<String>>,
     pub metadata: JsonMap,
     pub expires_at: Option<OffsetDateTime>,
+    /// The key's limits from the start; setting any needs the admin role (as
+    /// [`AdminService::set_key_limits`] does).
+    pub limits: Option<LimitPolicy>,
 }
 
 /// A created (or rotated) key: the record and its secret, which is never available again.
@@ -71,6 +75,10 @@ impl AdminService {
         let allowed_models = validate::allowed_models(req.allowed_models)?;
         validate::metadata(&req.metadata)?;
         let expires_at = validate::expires_at(req.expires_at)?;
+        let limits = req.limits.map(|l| validate::limits("limits", l)).transpose()?;
+        if limits.as_ref().is_some_and(|l| !l.is_empty()) {
+            access.require(MemberRole::Admin, "create keys with limits")?;
+        }
         // Existence checks name what is missing; the project lookup is tenant-scoped, so another
         // tenant's project is "not found" too.
         self.store.get_project(tenant, req.project_id).await.or_not_found("project", req.project_id)?;
@@ -89,6 +97,7 @@ impl AdminService {
             allowed_models,
             metadata: req.metadata,
             expires_at,
+            limits,
         };
         let key = self.store.create_key(tenant, new, &caller.actor).await.client()?;
         Ok(CreatedKey { key, secret: SecretString::from(generated.secret) })
@@ -186,7 +195,7 @@ impl AdminService {
         Ok(key)
     }
 
-    /// A new secret for the same project, owner, name, scopes, models, metadata and expiry;
+    /// A new secret for the same project, owner, name, scopes, models, metadata, limits and expiry;
     /// the old key is revoked in the same transaction.
     pub async fn rotate_key(
         &self,
@@ -217,6 +226,7 @@ impl AdminService {
             allowed_models: old.allowed_models,
             metadata: old.metadata,
             expires_at: old.expires_at,
+            limits: Some(old.limits),
         };
         let key = self.store.rotate_key(tenant, id, new, &caller.actor).await.or_not_found("key", id)?;
         self.changed(Change::Key(id));

@@ -12,6 +12,7 @@
 mod credentials;
 mod errors;
 mod keys;
+mod limits;
 mod rbac;
 pub mod validate;
 
@@ -177,7 +178,10 @@ impl AdminService {
         new: NewProject,
     ) -> Result<Project, GatewayError> {
         self.access(caller, tenant).await?.require(MemberRole::Admin, "create projects")?;
-        let new = NewProject { name: validate::name("name", &new.name)? };
+        let new = NewProject {
+            name: validate::name("name", &new.name)?,
+            limits: new.limits.map(|l| validate::limits("limits", l)).transpose()?,
+        };
         self.store.create_project(tenant, new, &caller.actor).await.client()
     }
 

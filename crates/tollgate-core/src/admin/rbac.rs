@@ -136,6 +136,8 @@ mod tests {
             policy: TenantPolicy::default(),
             expires_at: None,
             revoked_at: None,
+            limits: Default::default(),
+            pricing: Default::default(),
         })))
     }
 

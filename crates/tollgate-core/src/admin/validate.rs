@@ -5,6 +5,9 @@
 use time::OffsetDateTime;
 use tollgate_types::GatewayError;
 use tollgate_types::JsonMap;
+use tollgate_types::limits::{BudgetSpec, LimitPolicy, PriceAmount, PriceEntry, PricingPolicy, RateLimits};
+
+use crate::metering::Price;
 
 /// Longest name of any resource, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -14,6 +17,12 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 pub const MAX_ALLOWED_MODELS: usize = 100;
 /// Longest model alias in `allowed_models`, in characters.
 pub const MAX_MODEL_CHARS: usize = 200;
+/// Most per-model entries in a limits policy.
+pub const MAX_LIMIT_MODELS: usize = 100;
+/// Most price entries in a tenant's pricing.
+pub const MAX_PRICE_ENTRIES: usize = 1000;
+/// Largest markup, in basis points (100 000 = +1000%).
+pub const MAX_MARKUP_BPS: u32 = 100_000;
 /// Longest provider secret accepted, in characters (real ones are far shorter).
 pub const MAX_SECRET_CHARS: usize = 8 * 1024;
 
@@ -111,6 +120,125 @@ pub fn secret(value: &str) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// `prefix.field`, or `field` at the top level (a PUT body is the policy itself; a POST key or
+/// project body holds it under `limits`).
+fn path(prefix: &str, field: &str) -> String {
+    if prefix.is_empty() { field.to_owned() } else { format!("{prefix}.{field}") }
+}
+
+/// A limits policy: every limit at least 1, at most 100 model entries with sensible names, at
+/// most one budget per period, caps above zero, alert thresholds within 1..=100. Returns it
+/// normalised (alert thresholds sorted, duplicates dropped). `prefix` is where the policy sits in
+/// the request body (`""` or `limits`), so each error names the field as the client wrote it.
+pub fn limits(prefix: &str, policy: LimitPolicy) -> Result<LimitPolicy, GatewayError> {
+    rate(&path(prefix, "rate"), &policy.rate)?;
+    if policy.models.len() > MAX_LIMIT_MODELS {
+        return Err(GatewayError::invalid_field(
+            &path(prefix, "models"),
+            format!("at most {MAX_LIMIT_MODELS} models (got {})", policy.models.len()),
+        ));
+    }
+    for (model, limits) in &policy.models {
+        let field = path(prefix, &format!("models.{model}"));
+        if model.is_empty()
+            || model.trim() != model
+            || model.chars().count() > MAX_MODEL_CHARS
+            || model.chars().any(char::is_control)
+        {
+            return Err(GatewayError::invalid_field(
+                &field,
+                format!(
+                    "must be a model alias of 1-{MAX_MODEL_CHARS} characters without surrounding spaces or \
+                     control characters"
+                ),
+            ));
+        }
+        rate(&field, limits)?;
+    }
+    let mut budgets: Vec<BudgetSpec> = Vec::with_capacity(policy.budgets.len());
+    for (i, budget) in policy.budgets.into_iter().enumerate() {
+        let field = |name: &str| path(prefix, &format!("budgets[{i}].{name}"));
+        if budgets.iter().any(|b| b.period == budget.period) {
+            return Err(GatewayError::invalid_field(
+                &field("period"),
+                "at most one budget per period; this period already has one",
+            ));
+        }
+        if budget.limit_usd.nanodollars == 0 {
+            return Err(GatewayError::invalid_field(
+                &field("limit_usd"),
+                "must be more than 0 (a decimal string of USD such as \"25.00\")",
+            ));
+        }
+        let alert_at_percent = match budget.alert_at_percent {
+            None => None,
+            Some(mut percents) => {
+                if let Some(bad) = percents.iter().find(|p| !(1..=100).contains(*p)) {
+                    return Err(GatewayError::invalid_field(
+                        &field("alert_at_percent"),
+                        format!("each value must be between 1 and 100 (got {bad})"),
+                    ));
+                }
+                percents.sort_unstable();
+                percents.dedup();
+                Some(percents)
+            }
+        };
+        budgets.push(BudgetSpec { alert_at_percent, ..budget });
+    }
+    Ok(LimitPolicy { rate: policy.rate, models: policy.models, budgets })
+}
+
+/// Each limit that is set is at least 1 (absent means no limit; 0 would refuse everything).
+/// Every rate limit at least 1 (`prefix` names where the limits sit, for the error).
+pub fn rate(prefix: &str, limits: &RateLimits) -> Result<(), GatewayError> {
+    let fields = [("rpm", limits.rpm), ("tpm", limits.tpm), ("max_concurrent", limits.max_concurrent)];
+    for (name, value) in fields {
+        if value == Some(0) {
+            return Err(GatewayError::invalid_field(
+                &path(prefix, name),
+                "must be at least 1; remove the field for no limit",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A tenant's pricing: markup at most 100 000 basis points, at most 1000 price entries, each of
+/// which must be a valid price (the error names the entry and what is wrong with it). Returns it
+/// with every amount as an exact decimal string.
+pub fn pricing(policy: PricingPolicy) -> Result<PricingPolicy, GatewayError> {
+    if policy.markup_bps > MAX_MARKUP_BPS {
+        return Err(GatewayError::invalid_field(
+            "markup_bps",
+            format!("must be at most {MAX_MARKUP_BPS} (+1000%) (got {})", policy.markup_bps),
+        ));
+    }
+    if policy.prices.len() > MAX_PRICE_ENTRIES {
+        return Err(GatewayError::invalid_field(
+            "prices",
+            format!("at most {MAX_PRICE_ENTRIES} entries (got {})", policy.prices.len()),
+        ));
+    }
+    for (i, entry) in policy.prices.iter().enumerate() {
+        Price::from_entry(entry).map_err(|e| GatewayError::invalid_field(&format!("prices[{i}]"), e))?;
+    }
+    let text = |a: PriceAmount| PriceAmount::Text(a.as_decimal());
+    let prices = policy
+        .prices
+        .into_iter()
+        .map(|e| PriceEntry {
+            input: text(e.input),
+            output: e.output.map(text),
+            cached_input: e.cached_input.map(text),
+            cache_write: e.cache_write.map(text),
+            reasoning: e.reasoning.map(text),
+            ..e
+        })
+        .collect();
+    Ok(PricingPolicy { markup_bps: policy.markup_bps, prices })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +269,92 @@ mod tests {
         assert!(secret("").is_err());
         assert!(secret("sk-abc\n").is_err());
         assert!(secret("sk-abc").is_ok());
+    }
+
+    fn policy(json: serde_json::Value) -> LimitPolicy {
+        serde_json::from_value(json).unwrap()
+    }
+
+    fn param(e: GatewayError) -> (u16, String, String) {
+        (e.status(), e.param.clone().unwrap_or_default(), e.message)
+    }
+
+    #[test]
+    fn limits_name_the_field_at_fault() {
+        let zero = |json| param(limits("", policy(json)).unwrap_err());
+        let (status, field, message) = zero(serde_json::json!({"models": {"gpt-4o": {"rpm": 0}}}));
+        assert_eq!((status, field.as_str()), (400, "models.gpt-4o.rpm"));
+        assert!(message.contains("must be at least 1; remove the field for no limit"), "{message}");
+        assert_eq!(zero(serde_json::json!({"rate": {"tpm": 0}})).1, "rate.tpm");
+        assert_eq!(zero(serde_json::json!({"rate": {"max_concurrent": 0}})).1, "rate.max_concurrent");
+        let e = limits("limits", policy(serde_json::json!({"rate": {"rpm": 0}}))).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("limits.rate.rpm"));
+
+        let two_months = serde_json::json!({"budgets": [
+            {"period": "month", "limit_usd": "1"}, {"period": "day", "limit_usd": "1"},
+            {"period": "month", "limit_usd": "2"}]});
+        assert_eq!(zero(two_months).1, "budgets[2].period");
+        assert_eq!(
+            zero(serde_json::json!({"budgets": [{"period": "day", "limit_usd": "0.0"}]})).1,
+            "budgets[0].limit_usd"
+        );
+        for bad in [0, 101] {
+            let json = serde_json::json!({"budgets": [{"period": "day", "limit_usd": "1", "alert_at_percent": [50, bad]}]});
+            assert_eq!(zero(json).1, "budgets[0].alert_at_percent");
+        }
+        for name in ["", " gpt", "a\nb"] {
+            let json = serde_json::json!({"models": {name: {"rpm": 1}}});
+            assert_eq!(zero(json).1, format!("models.{name}"));
+        }
+        let long = "m".repeat(201);
+        assert_eq!(
+            zero(serde_json::json!({"models": {long.clone(): {"rpm": 1}}})).1,
+            format!("models.{long}")
+        );
+        let many: serde_json::Map<String, serde_json::Value> =
+            (0..101).map(|i| (format!("m{i}"), serde_json::json!({"rpm": 1}))).collect();
+        assert_eq!(zero(serde_json::json!({"models": many})).1, "models");
+    }
+
+    #[test]
+    fn limits_are_normalised() {
+        let p = limits(
+            "",
+            policy(serde_json::json!({"rate": {"rpm": 1}, "models": {"m": {"tpm": 5}}, "budgets": [
+                {"period": "week", "limit_usd": "0.000000001", "alert_at_percent": [100, 50, 80, 50]},
+                {"period": "total", "limit_usd": 3}]})),
+        )
+        .unwrap();
+        assert_eq!(p.budgets[0].alert_at_percent, Some(vec![50, 80, 100]));
+        assert_eq!(p.budgets[1].alert_at_percent, None);
+        assert_eq!(p.rate.rpm, Some(1));
+        assert_eq!(limits("", LimitPolicy::default()).unwrap(), LimitPolicy::default());
+    }
+
+    #[test]
+    fn pricing_entries_must_parse_and_become_exact_strings() {
+        let pricing_of = |json| pricing(serde_json::from_value::<PricingPolicy>(json).unwrap());
+        let ok = pricing_of(serde_json::json!({"markup_bps": 100, "prices": [
+            {"provider": "openai", "model": "gpt-4o", "effective_from": "2025-01-01", "input": 0.15, "output": 2}]}))
+        .unwrap();
+        assert_eq!(ok.prices[0].input, PriceAmount::Text("0.15".into()));
+        assert_eq!(ok.prices[0].output, Some(PriceAmount::Text("2".into())));
+
+        let e = pricing_of(serde_json::json!({"markup_bps": 100_001})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("markup_bps"));
+        let e = pricing_of(serde_json::json!({"prices": [
+            {"provider": "openai", "model": "a", "effective_from": "2025-01-01", "input": "1"},
+            {"provider": "openai", "model": "b", "effective_from": "2025-13-01", "input": "1"}]}))
+        .unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("prices[1]"));
+        assert!(e.message.contains("effective_from"), "{}", e.message);
+        let e = pricing_of(serde_json::json!({"prices": [
+            {"provider": "openai", "model": "a", "effective_from": "2025-01-01", "input": "0.0000001"}]}))
+        .unwrap_err();
+        assert!(e.message.contains("input") && e.message.contains("decimals"), "{}", e.message);
+        let entry =
+            serde_json::json!({"provider": "p", "model": "m", "effective_from": "2025-01-01", "input": "1"});
+        let e = pricing_of(serde_json::json!({"prices": vec![entry; 1001]})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("prices"));
     }
 }

@@ -260,6 +260,10 @@ impl RateLimiter for MemoryRateLimiter {
         }
         Ok(())
     }
+
+    fn is_local(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

@@ -3,19 +3,21 @@
 //! share ([`gcra`]), and (with the `test-util` feature) the contract suite every
 //! [`tollgate_types::ports::RateLimiter`] must pass.
 //!
-//! Not wired into the request pipeline yet: the pipeline builds the [`Reservation`] list per
-//! request (key / project / tenant / deployment limits) and calls
-//! [`tollgate_types::ports::RateLimiter::reserve`] then `settle`.
-//!
-//! [`Reservation`]: tollgate_types::ports::Reservation
+//! The pipeline uses them through the [`Enforcer`]: a [`Plan`] lists the limits a request falls
+//! under (key, project, tenant, per model alias, deployment), admission reserves them all at
+//! once, and the request's end settles the [`Charge`] with the real tokens and cost.
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
+pub mod enforcer;
 pub mod gcra;
 pub mod memory;
+pub mod plan;
 pub mod policy;
 
+pub use enforcer::{Charge, Enforcer, RateLimitHeaders, SettleWorker};
 pub use memory::MemoryRateLimiter;
+pub use plan::{Estimate, Plan, ScopeLimits};
 pub use policy::{FailurePolicy, PolicyRateLimiter};
 
 use std::time::Duration;

@@ -91,6 +91,10 @@ impl RateLimiter for PolicyRateLimiter {
             other => other,
         }
     }
+
+    fn is_local(&self) -> bool {
+        self.inner.is_local()
+    }
 }
 
 #[cfg(test)]

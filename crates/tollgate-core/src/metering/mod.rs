@@ -10,9 +10,11 @@
 //! any bill can be recomputed.
 
 pub mod cost;
+pub mod pricer;
 pub mod prices;
 pub mod tokens;
 
 pub use cost::{BillableTokens, Cost, cost, cost_tokens, cost_with_markup, max_cost};
+pub use pricer::{Pricer, tenant_pricing};
 pub use prices::{Price, PriceError, PriceTable, TenantPricing};
 pub use tokens::{StreamTokenCounter, TokenizerFamily, UsageSource, count_prompt_tokens, count_text_tokens};

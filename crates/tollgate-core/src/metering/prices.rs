@@ -8,7 +8,7 @@
 //! the price up at the request's start time, so a price change never re-prices requests that
 //! were already running.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use time::{Date, OffsetDateTime, macros::format_description};
 use tollgate_providers::ProviderKind;
 
@@ -46,51 +46,9 @@ pub struct Price {
     pub source: Option<String>,
 }
 
-/// A price entry as written in YAML (built-in table, config file, admin API).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawPrice {
-    /// Defaults to `{provider}/{model}@{effective_from}`.
-    #[serde(default)]
-    pub id: Option<String>,
-    pub provider: String,
-    pub model: String,
-    /// `YYYY-MM-DD`.
-    pub effective_from: String,
-    /// USD per million tokens, as a decimal (`"0.15"`, at most 6 decimals).
-    pub input: RawAmount,
-    #[serde(default)]
-    pub output: Option<RawAmount>,
-    #[serde(default)]
-    pub cached_input: Option<RawAmount>,
-    #[serde(default)]
-    pub cache_write: Option<RawAmount>,
-    #[serde(default)]
-    pub reasoning: Option<RawAmount>,
-    #[serde(default)]
-    pub source: Option<String>,
-}
-
-/// A USD amount as YAML gives it. Write it as a string (`"0.15"`) to keep it exact; a bare YAML
-/// number is accepted and read through its shortest decimal form (`0.15` → `"0.15"`), which is
-/// exact for every amount with up to 15 significant digits.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub enum RawAmount {
-    Text(String),
-    Int(u64),
-    Float(f64),
-}
-
-impl RawAmount {
-    fn as_decimal(&self) -> String {
-        match self {
-            RawAmount::Text(s) => s.trim().to_owned(),
-            RawAmount::Int(n) => n.to_string(),
-            RawAmount::Float(f) => f.to_string(),
-        }
-    }
-}
+pub use tollgate_types::limits::PriceAmount as RawAmount;
+/// A price entry as written in YAML or JSON (built-in table, config file, admin API).
+pub use tollgate_types::limits::PriceEntry as RawPrice;
 
 /// A price entry that cannot be used; names the entry and the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -130,22 +88,23 @@ pub fn parse_usd_micros(text: &str) -> Result<u64, &'static str> {
     whole.checked_mul(1_000_000).and_then(|w| w.checked_add(frac_micros)).ok_or("amount too large")
 }
 
-impl RawPrice {
-    /// Validates and converts one entry.
-    pub fn parse(&self) -> Result<Price, PriceError> {
-        let label = self
+impl Price {
+    /// Validates and converts one entry as written.
+    pub fn from_entry(entry: &RawPrice) -> Result<Price, PriceError> {
+        let label = entry
             .id
             .clone()
-            .unwrap_or_else(|| format!("{}/{}@{}", self.provider, self.model, self.effective_from));
-        if self.provider.trim().is_empty() || self.model.trim().is_empty() {
+            .unwrap_or_else(|| format!("{}/{}@{}", entry.provider, entry.model, entry.effective_from));
+        if entry.provider.trim().is_empty() || entry.model.trim().is_empty() {
             return Err(PriceError::Entry { entry: label, reason: "provider and model must not be empty" });
         }
-        if self.model.trim_end_matches('*').is_empty() {
+        if entry.model.trim_end_matches('*').is_empty() {
             return Err(PriceError::Entry { entry: label, reason: "a `*` pattern needs a prefix" });
         }
         let effective_from =
-            Date::parse(self.effective_from.trim(), format_description!("[year]-[month]-[day]"))
-                .map_err(|_| PriceError::Date { entry: label.clone(), value: self.effective_from.clone() })?;
+            Date::parse(entry.effective_from.trim(), format_description!("[year]-[month]-[day]")).map_err(
+                |_| PriceError::Date { entry: label.clone(), value: entry.effective_from.clone() },
+            )?;
         let amount = |field: &'static str, raw: &RawAmount| {
             let value = raw.as_decimal();
             parse_usd_micros(&value).map_err(|reason| PriceError::Amount {
@@ -158,19 +117,19 @@ impl RawPrice {
         let optional =
             |field: &'static str, raw: &Option<RawAmount>| raw.as_ref().map(|r| amount(field, r)).transpose();
         Ok(Price {
-            id: self
+            id: entry
                 .id
                 .clone()
-                .unwrap_or_else(|| format!("{}/{}@{}", self.provider, self.model, effective_from)),
-            provider: self.provider.clone(),
-            model: self.model.clone(),
+                .unwrap_or_else(|| format!("{}/{}@{}", entry.provider, entry.model, effective_from)),
+            provider: entry.provider.clone(),
+            model: entry.model.clone(),
             effective_from,
-            input: amount("input", &self.input)?,
-            output: optional("output", &self.output)?.unwrap_or(0),
-            cached_input: optional("cached_input", &self.cached_input)?,
-            cache_write: optional("cache_write", &self.cache_write)?,
-            reasoning: optional("reasoning", &self.reasoning)?,
-            source: self.source.clone(),
+            input: amount("input", &entry.input)?,
+            output: optional("output", &entry.output)?.unwrap_or(0),
+            cached_input: optional("cached_input", &entry.cached_input)?,
+            cache_write: optional("cache_write", &entry.cache_write)?,
+            reasoning: optional("reasoning", &entry.reasoning)?,
+            source: entry.source.clone(),
         })
     }
 }
@@ -181,7 +140,7 @@ pub fn parse_price_list(yaml: &str) -> Result<Vec<Price>, Vec<PriceError>> {
     let mut prices = Vec::with_capacity(raw.len());
     let mut errors = Vec::new();
     for entry in &raw {
-        match entry.parse() {
+        match Price::from_entry(entry) {
             Ok(price) => prices.push(price),
             Err(e) => errors.push(e),
         }
@@ -275,27 +234,33 @@ impl PriceTable {
         upstream_model: &str,
         at: OffsetDateTime,
     ) -> Option<&Price> {
-        let namespace = match provider_kind {
-            ProviderKind::OpenAi | ProviderKind::Azure => Some("openai"),
-            ProviderKind::OpenAiCompatible => None,
-            other => Some(other.as_str()),
-        };
-        let lower = upstream_model.trim().to_ascii_lowercase();
-        let model = lower.rsplit('/').next().unwrap_or(&lower);
-        let day = at.to_offset(time::UtcOffset::UTC).date();
-        for layer in self.layers.iter().rev() {
-            let best = layer
-                .iter()
-                .filter(|p| namespace.is_none_or(|ns| p.provider.eq_ignore_ascii_case(ns)))
-                .filter(|p| p.effective_from <= day)
-                .filter_map(|p| p.specificity(model).map(|s| (s, p)))
-                .max_by(|(sa, pa), (sb, pb)| sa.cmp(sb).then(pa.effective_from.cmp(&pb.effective_from)));
-            if let Some((_, price)) = best {
-                return Some(price);
-            }
-        }
-        None
+        self.layers.iter().rev().find_map(|layer| lookup_in(layer, provider_kind, upstream_model, at))
     }
+}
+
+/// [`PriceTable::lookup`] within one layer of entries (a tenant's negotiated prices are looked
+/// up this way before the gateway's table).
+pub fn lookup_in<'a>(
+    entries: &'a [Price],
+    provider_kind: ProviderKind,
+    upstream_model: &str,
+    at: OffsetDateTime,
+) -> Option<&'a Price> {
+    let namespace = match provider_kind {
+        ProviderKind::OpenAi | ProviderKind::Azure => Some("openai"),
+        ProviderKind::OpenAiCompatible => None,
+        other => Some(other.as_str()),
+    };
+    let lower = upstream_model.trim().to_ascii_lowercase();
+    let model = lower.rsplit('/').next().unwrap_or(&lower);
+    let day = at.to_offset(time::UtcOffset::UTC).date();
+    entries
+        .iter()
+        .filter(|p| namespace.is_none_or(|ns| p.provider.eq_ignore_ascii_case(ns)))
+        .filter(|p| p.effective_from <= day)
+        .filter_map(|p| p.specificity(model).map(|s| (s, p)))
+        .max_by(|(sa, pa), (sb, pb)| sa.cmp(sb).then(pa.effective_from.cmp(&pb.effective_from)))
+        .map(|(_, price)| price)
 }
 
 #[cfg(test)]

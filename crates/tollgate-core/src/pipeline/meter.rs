@@ -1,8 +1,10 @@
-//! Settling one request: its metrics and its usage record, from every way a request ends —
-//! rejected before routing, failed at every deployment, answered, or streamed (settled when
-//! the stream ends, fails, or the client leaves).
+//! Settling one request: its metrics, its cost, its usage record and its limit reservations,
+//! from every way a request ends — rejected before routing, failed at every deployment,
+//! answered, streamed (settled when the stream ends, fails, or the client leaves), or abandoned
+//! by its client before any answer (settled when the request is dropped).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -11,6 +13,8 @@ use tollgate_types::{GatewayError, JsonMap, Usage};
 
 use super::{Endpoint, RequestCtx};
 use crate::auth::Principal;
+use crate::limits::Charge;
+use crate::metering::Pricer;
 use crate::metrics::{self, RequestLabels};
 use crate::registry::Deployment;
 
@@ -25,6 +29,13 @@ pub(crate) struct Meter {
     model: String,
     user: Option<String>,
     metadata: JsonMap,
+    /// Wall-clock start, the time prices are looked up at.
+    started_at: time::OffsetDateTime,
+    pricer: Option<Arc<Pricer>>,
+    /// What admission reserved against the caller's limits.
+    charge: Charge,
+    /// Set once the request is settled; a meter dropped unsettled records an abandoned request.
+    done: AtomicBool,
 }
 
 /// How an answered request went.
@@ -47,6 +58,7 @@ impl Answer<'_> {
 impl Meter {
     pub(crate) fn new(
         sink: Option<Arc<dyn UsageSink>>,
+        pricer: Option<Arc<Pricer>>,
         ctx: &RequestCtx,
         endpoint: Endpoint,
         model: &str,
@@ -64,7 +76,24 @@ impl Meter {
             model: if recording { model.to_owned() } else { String::new() },
             user: user.filter(|_| recording).map(str::to_owned),
             metadata: metadata.filter(|_| recording).cloned().unwrap_or_default(),
+            started_at: time::OffsetDateTime::now_utc(),
+            pricer,
+            charge: Charge::none(),
+            done: AtomicBool::new(false),
         }
+    }
+
+    /// Hands the meter what admission reserved, to settle when the request ends.
+    pub(crate) fn attach(&mut self, charge: Charge) {
+        self.charge = charge;
+    }
+
+    pub(crate) fn charge(&self) -> &Charge {
+        &self.charge
+    }
+
+    fn finish(&self) -> bool {
+        !self.done.swap(true, Ordering::AcqRel)
     }
 
     /// Whether usage records are being written (a store is configured).
@@ -76,11 +105,15 @@ impl Meter {
         self.started
     }
 
-    /// Refused before any upstream call (invalid, unknown model, not allowed).
+    /// Refused before any upstream call (invalid, unknown model, not allowed, over a limit).
     pub(crate) fn rejected(&self, e: &GatewayError) {
+        if !self.finish() {
+            return;
+        }
         let labels = RequestLabels { endpoint: self.endpoint.as_str(), model: "unknown", provider: "none" };
         metrics::record_request(labels, e.status(), self.started.elapsed());
         self.emit(
+            None,
             None,
             None,
             &Answer {
@@ -95,6 +128,11 @@ impl Meter {
 
     /// Every deployment failed (or the request was refused for this tenant).
     pub(crate) fn failed(&self, alias: &str, e: &GatewayError) {
+        if !self.finish() {
+            return;
+        }
+        // Failed upstream calls are not billed: every reservation goes back.
+        self.charge.settle(0, Some(0));
         let last = e.attempts.last();
         let provider = last.map_or("none", |a| a.error.provider);
         let labels = RequestLabels { endpoint: self.endpoint.as_str(), model: alias, provider };
@@ -106,11 +144,22 @@ impl Meter {
             source: TokenSource::None,
             ttft: None,
         };
-        self.emit(last.map(|a| (a.error.provider, a.deployment.as_str())), None, &answer);
+        self.emit(last.map(|a| (a.error.provider, a.deployment.as_str())), None, None, &answer);
     }
 
     /// A deployment answered (for streams: the stream is over).
     pub(crate) fn answered(&self, alias: &str, d: &Deployment, answer: &Answer<'_>) {
+        if !self.finish() {
+            return;
+        }
+        let cost = match (answer.usage, &self.pricer) {
+            (Some(u), Some(pricer)) => {
+                pricer.cost(self.tenant_pricing(), d.kind, &d.upstream_model, u, self.started_at)
+            }
+            _ => None,
+        };
+        let tokens = answer.usage.map_or(0, |u| u.prompt_tokens.saturating_add(u.completion_tokens));
+        self.charge.settle(tokens, cost.as_ref().map(|c| c.nanodollars));
         let labels =
             RequestLabels { endpoint: self.endpoint.as_str(), model: alias, provider: d.provider_kind };
         metrics::record_request(labels, answer.status, self.started.elapsed());
@@ -120,10 +169,23 @@ impl Meter {
         if let Some(ttft) = answer.ttft {
             metrics::record_ttft(alias, d.provider_kind, ttft);
         }
-        self.emit(Some((d.provider_kind, d.name.as_str())), answer.usage, answer);
+        self.emit(Some((d.provider_kind, d.name.as_str())), answer.usage, cost, answer);
     }
 
-    fn emit(&self, served_by: Option<(&str, &str)>, usage: Option<&Usage>, answer: &Answer<'_>) {
+    fn tenant_pricing(&self) -> Option<&crate::metering::TenantPricing> {
+        match &self.principal {
+            Principal::Key(k) => Some(&k.pricing),
+            Principal::SuperAdmin => None,
+        }
+    }
+
+    fn emit(
+        &self,
+        served_by: Option<(&str, &str)>,
+        usage: Option<&Usage>,
+        cost: Option<crate::metering::Cost>,
+        answer: &Answer<'_>,
+    ) {
         let Some(sink) = &self.sink else { return };
         let (tenant_id, project_id, key_id) = match &self.principal {
             Principal::SuperAdmin => (None, None, None),
@@ -148,13 +210,34 @@ impl Meter {
             cached_input_tokens: u.cached_tokens(),
             reasoning_tokens: u.completion_tokens_details.map_or(0, |d| d.reasoning_tokens),
             token_source: answer.source,
-            cost_nanodollars: None,
-            price_id: None,
+            cost_nanodollars: cost.as_ref().map(|c| c.nanodollars),
+            price_id: cost.map(|c| c.price_id),
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ttft_ms: answer.ttft.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             cache_status: None,
             user: self.user.clone(),
             metadata: self.metadata.clone(),
         });
+    }
+}
+
+impl Drop for Meter {
+    /// The client went away before any answer (its request future was dropped): recorded as
+    /// 499, with no tokens or cost known. The charge (dropped with the meter) releases its
+    /// slots and keeps its reservations, since the upstream may have billed the call.
+    fn drop(&mut self) {
+        if !self.finish() {
+            return;
+        }
+        let labels = RequestLabels { endpoint: self.endpoint.as_str(), model: "unknown", provider: "none" };
+        metrics::record_request(labels, 499, self.started.elapsed());
+        let answer = Answer {
+            status: 499,
+            error_code: Some("client_disconnected"),
+            usage: None,
+            source: TokenSource::None,
+            ttft: None,
+        };
+        self.emit(None, None, None, &answer);
     }
 }

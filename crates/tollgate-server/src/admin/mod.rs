@@ -1,5 +1,5 @@
-//! The admin API under `/admin/v1`: tenants, projects, members, keys, provider credentials and
-//! the audit trail. Handlers are thin: they decode ([`extract`], [`model`]), call
+//! The admin API under `/admin/v1`: tenants, projects, members, keys, limits and pricing,
+//! provider credentials and the audit trail. Handlers are thin: they decode ([`extract`], [`model`]), call
 //! `tollgate_core::admin::AdminService` (which checks the caller's tenant and role), and encode.
 //!
 //! Every handler carries a `#[utoipa::path]` and is registered through `utoipa_axum::routes!`,
@@ -10,6 +10,7 @@
 mod credentials;
 pub mod extract;
 mod keys;
+mod limits;
 mod members;
 pub mod model;
 mod projects;
@@ -36,7 +37,7 @@ pub const OPENAPI_PATH: &str = "/admin/v1/openapi.json";
 #[openapi(
     info(
         title = "Tollgate admin API",
-        description = "Tenants, projects, members, API keys, provider credentials and the audit trail. \
+        description = "Tenants, projects, members, API keys, limits and pricing, provider credentials and the audit trail. \
             Send an admin-scoped key as `Authorization: Bearer <key>`. Errors use OpenAI's shape \
             `{\"error\":{\"message\",\"type\",\"param\",\"code\"}}`. See docs/admin-api.md."
     ),
@@ -47,6 +48,7 @@ pub const OPENAPI_PATH: &str = "/admin/v1/openapi.json";
         (name = "projects", description = "A tenant's projects; keys belong to projects"),
         (name = "members", description = "A tenant's members and their roles"),
         (name = "keys", description = "API keys: the secret is shown once"),
+        (name = "limits", description = "Rate limits and budgets of tenants, projects and keys; a tenant's pricing"),
         (name = "credentials", description = "Provider credentials a tenant brings (BYOK)"),
         (name = "audit", description = "Every admin change, with before and after"),
     )
@@ -120,6 +122,10 @@ fn api() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::get, keys::update, keys::revoke))
         .routes(routes!(keys::rotate))
+        .routes(routes!(limits::get_tenant_limits, limits::set_tenant_limits))
+        .routes(routes!(limits::get_tenant_pricing, limits::set_tenant_pricing))
+        .routes(routes!(limits::get_project_limits, limits::set_project_limits))
+        .routes(routes!(limits::get_key_limits, limits::set_key_limits))
         .routes(routes!(credentials::create, credentials::list))
         .routes(routes!(credentials::get, credentials::delete))
         .routes(routes!(credentials::audit))

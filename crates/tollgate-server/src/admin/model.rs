@@ -5,11 +5,17 @@
 //! Responses are views of the store's records with an OpenAI-style `object` tag; secrets never
 //! appear in them except a key's secret in the one create/rotate response.
 
+use std::collections::BTreeMap;
+
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use tollgate_core::admin::{CreateCredential, CreatedKey, Me};
 use tollgate_types::JsonMap;
+use tollgate_types::limits::{
+    BudgetSpec, LimitPolicy, PriceAmount, PriceEntry, PricingPolicy, RateLimits, Usd,
+};
+use tollgate_types::ports::BudgetPeriod;
 use tollgate_types::ports::store::{
     KeyPatch, MemberPatch, NewMember, NewProject, NewTenant, ProjectPatch, TenantPatch,
 };
@@ -223,6 +229,10 @@ pub struct TenantView {
     pub id: Uuid,
     pub name: String,
     pub policy: Policy,
+    /// Limits on all the tenant's requests together (set by the super-admin).
+    pub limits: Limits,
+    /// Negotiated prices and markup (set by the super-admin).
+    pub pricing: Pricing,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -236,6 +246,8 @@ impl From<Tenant> for TenantView {
             id: t.id.0,
             name: t.name,
             policy: t.policy.into(),
+            limits: t.limits.into(),
+            pricing: t.pricing.into(),
             created_at: t.created_at,
             updated_at: t.updated_at,
         }
@@ -280,6 +292,8 @@ pub struct ProjectView {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub name: String,
+    /// Limits on all the project's requests together.
+    pub limits: Limits,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -293,6 +307,7 @@ impl From<Project> for ProjectView {
             id: p.id.0,
             tenant_id: p.tenant_id.0,
             name: p.name,
+            limits: p.limits.into(),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -304,11 +319,13 @@ impl From<Project> for ProjectView {
 pub struct CreateProject {
     /// 1-200 characters, unique in the tenant.
     pub name: String,
+    /// The project's limits from the start (admins and owners).
+    pub limits: Option<Limits>,
 }
 
 impl From<CreateProject> for NewProject {
     fn from(b: CreateProject) -> Self {
-        Self { name: b.name }
+        Self { name: b.name, limits: b.limits.map(Into::into) }
     }
 }
 
@@ -401,6 +418,8 @@ pub struct KeyView {
     pub allowed_models: Option<Vec<String>>,
     #[schema(value_type = Object)]
     pub metadata: JsonMap,
+    /// Limits on the key's requests.
+    pub limits: Limits,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -426,6 +445,7 @@ impl From<ApiKey> for KeyView {
             scopes: k.scopes.into_iter().map(Scope::from).collect(),
             allowed_models: k.allowed_models,
             metadata: k.metadata,
+            limits: k.limits.into(),
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
             last_used_at: k.last_used_at,
@@ -470,6 +490,8 @@ pub struct CreateKey {
     /// RFC 3339, in the future.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// The key's limits from the start (admins and owners).
+    pub limits: Option<Limits>,
 }
 
 impl From<CreateKey> for tollgate_core::admin::CreateKey {
@@ -482,6 +504,7 @@ impl From<CreateKey> for tollgate_core::admin::CreateKey {
             allowed_models: b.allowed_models,
             metadata: b.metadata,
             expires_at: b.expires_at,
+            limits: b.limits.map(Into::into),
         }
     }
 }
@@ -508,6 +531,240 @@ impl From<UpdateKey> for KeyPatch {
             allowed_models: b.allowed_models,
             metadata: b.metadata,
             expires_at: b.expires_at,
+        }
+    }
+}
+
+// === limits and pricing ===
+// Mirrors of `tollgate_types::limits` carrying the OpenAPI schemas (the types crate does not
+// depend on utoipa). Same JSON shape and rules: unknown fields refused, empty parts left out.
+// Amounts of money keep the types' own decoding ([`Usd`], [`PriceAmount`]), so they stay exact.
+
+/// Rate limits on one scope; a field left out means no limit of that kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Requests per minute, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub rpm: Option<u64>,
+    /// Tokens (input + output) per minute, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub tpm: Option<u64>,
+    /// Requests in flight at once, at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub max_concurrent: Option<u64>,
+}
+
+impl Rate {
+    fn is_empty(&self) -> bool {
+        RateLimits::from(*self).is_empty()
+    }
+}
+
+impl From<RateLimits> for Rate {
+    fn from(r: RateLimits) -> Self {
+        Self { rpm: r.rpm, tpm: r.tpm, max_concurrent: r.max_concurrent }
+    }
+}
+
+impl From<Rate> for RateLimits {
+    fn from(r: Rate) -> Self {
+        Self { rpm: r.rpm, tpm: r.tpm, max_concurrent: r.max_concurrent }
+    }
+}
+
+/// The period of a budget: UTC day, ISO week (from Monday), calendar month, or `total` (never
+/// resets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+    Total,
+}
+
+impl From<BudgetPeriod> for Period {
+    fn from(p: BudgetPeriod) -> Self {
+        match p {
+            BudgetPeriod::Day => Period::Day,
+            BudgetPeriod::Week => Period::Week,
+            BudgetPeriod::Month => Period::Month,
+            BudgetPeriod::Total => Period::Total,
+        }
+    }
+}
+
+impl From<Period> for BudgetPeriod {
+    fn from(p: Period) -> Self {
+        match p {
+            Period::Day => BudgetPeriod::Day,
+            Period::Week => BudgetPeriod::Week,
+            Period::Month => BudgetPeriod::Month,
+            Period::Total => BudgetPeriod::Total,
+        }
+    }
+}
+
+/// A spend cap over a period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    pub period: Period,
+    /// The cap in USD, more than 0, as a decimal string with at most 9 decimals (`"25.00"`); a
+    /// whole number is accepted, a JSON number with a fraction is refused (it could be rounded).
+    #[schema(value_type = String, example = "25.00")]
+    pub limit_usd: Usd,
+    /// Percentages of the cap (1-100) at which an alert is sent; left out: the gateway's
+    /// configured thresholds. Stored sorted, without duplicates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alert_at_percent: Option<Vec<u8>>,
+}
+
+impl From<BudgetSpec> for Budget {
+    fn from(b: BudgetSpec) -> Self {
+        Self { period: b.period.into(), limit_usd: b.limit_usd, alert_at_percent: b.alert_at_percent }
+    }
+}
+
+impl From<Budget> for BudgetSpec {
+    fn from(b: Budget) -> Self {
+        Self { period: b.period.into(), limit_usd: b.limit_usd, alert_at_percent: b.alert_at_percent }
+    }
+}
+
+/// Everything limited at one scope (a tenant, a project or a key). `{}` is no limits.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Limits on all the scope's requests together.
+    #[serde(default, skip_serializing_if = "Rate::is_empty")]
+    pub rate: Rate,
+    /// Limits per model alias (the name clients send), on top of `rate`; at most 100.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, Rate>,
+    /// Spend caps, at most one per period.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<Budget>,
+}
+
+impl From<LimitPolicy> for Limits {
+    fn from(p: LimitPolicy) -> Self {
+        Self {
+            rate: p.rate.into(),
+            models: p.models.into_iter().map(|(m, r)| (m, r.into())).collect(),
+            budgets: p.budgets.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl From<Limits> for LimitPolicy {
+    fn from(l: Limits) -> Self {
+        Self {
+            rate: l.rate.into(),
+            models: l.models.into_iter().map(|(m, r)| (m, r.into())).collect(),
+            budgets: l.budgets.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// A tenant's negotiated prices and markup. `{}` is the gateway's prices without markup.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    /// Added to every computed cost, in basis points (100 = 1%), at most 100000.
+    #[serde(default)]
+    #[schema(maximum = 100000)]
+    pub markup_bps: u32,
+    /// Prices that take precedence over the gateway's for this tenant; at most 1000.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prices: Vec<PriceItem>,
+}
+
+impl From<PricingPolicy> for Pricing {
+    fn from(p: PricingPolicy) -> Self {
+        Self { markup_bps: p.markup_bps, prices: p.prices.into_iter().map(Into::into).collect() }
+    }
+}
+
+impl From<Pricing> for PricingPolicy {
+    fn from(p: Pricing) -> Self {
+        Self { markup_bps: p.markup_bps, prices: p.prices.into_iter().map(Into::into).collect() }
+    }
+}
+
+/// One price version, as in the gateway's price table. Amounts are USD per million tokens,
+/// decimal strings with at most 6 decimals (`"0.15"`; a JSON number is accepted and stored as
+/// its decimal string).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriceItem {
+    /// Recorded with every cost; default `{provider}/{model}@{effective_from}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Price namespace (`openai`, `anthropic`, ...).
+    pub provider: String,
+    /// An upstream model name (also matches its dated snapshots) or a prefix ending in `*`.
+    pub model: String,
+    /// First day (UTC) the price applies, `YYYY-MM-DD`.
+    pub effective_from: String,
+    /// Uncached input tokens.
+    #[schema(value_type = String, example = "0.15")]
+    pub input: PriceAmount,
+    /// Output tokens (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "0.60")]
+    pub output: Option<PriceAmount>,
+    /// Input tokens read from the provider's cache (default: as `input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub cached_input: Option<PriceAmount>,
+    /// Input tokens written to the provider's cache (default: as `input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub cache_write: Option<PriceAmount>,
+    /// Reasoning tokens (default: as `output`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub reasoning: Option<PriceAmount>,
+    /// Where the price comes from (a contract, a URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+impl From<PriceEntry> for PriceItem {
+    fn from(e: PriceEntry) -> Self {
+        Self {
+            id: e.id,
+            provider: e.provider,
+            model: e.model,
+            effective_from: e.effective_from,
+            input: e.input,
+            output: e.output,
+            cached_input: e.cached_input,
+            cache_write: e.cache_write,
+            reasoning: e.reasoning,
+            source: e.source,
+        }
+    }
+}
+
+impl From<PriceItem> for PriceEntry {
+    fn from(e: PriceItem) -> Self {
+        Self {
+            id: e.id,
+            provider: e.provider,
+            model: e.model,
+            effective_from: e.effective_from,
+            input: e.input,
+            output: e.output,
+            cached_input: e.cached_input,
+            cache_write: e.cache_write,
+            reasoning: e.reasoning,
+            source: e.source,
         }
     }
 }

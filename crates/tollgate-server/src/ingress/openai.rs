@@ -29,8 +29,8 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let ctx = RequestCtx::new(id, principal);
     Ok(match state.gateway.chat(&ctx, req).await? {
-        ChatOutcome::Json(s) => with_served(json_response(&s.value)?, &s.deployment),
-        ChatOutcome::Stream(s) => with_served(sse::response(s.value), &s.deployment),
+        ChatOutcome::Json(s) => with_served(json_response(&s.value)?, &s.deployment, &s.rate_limits),
+        ChatOutcome::Stream(s) => with_served(sse::response(s.value), &s.deployment, &s.rate_limits),
     })
 }
 
@@ -42,10 +42,10 @@ pub async fn completions(
 ) -> Result<Response, ApiError> {
     let ctx = RequestCtx::new(id, principal);
     Ok(match state.gateway.completions(&ctx, req).await? {
-        CompletionOutcome::Json(s) => with_served(json_response(&s.value)?, &s.deployment),
+        CompletionOutcome::Json(s) => with_served(json_response(&s.value)?, &s.deployment, &s.rate_limits),
         CompletionOutcome::Stream(s) => {
             let chunks = s.value.map(|item| item.map_err(GatewayError::from));
-            with_served(sse::response(chunks), &s.deployment)
+            with_served(sse::response(chunks), &s.deployment, &s.rate_limits)
         }
     })
 }
@@ -58,7 +58,7 @@ pub async fn embeddings(
 ) -> Result<Response, ApiError> {
     let ctx = RequestCtx::new(id, principal);
     let served = state.gateway.embeddings(&ctx, req).await?;
-    Ok(with_served(json_response(&served.value)?, &served.deployment))
+    Ok(with_served(json_response(&served.value)?, &served.deployment, &served.rate_limits))
 }
 
 /// The aliases this key may call.

@@ -282,6 +282,14 @@ async fn openapi_document_lists_every_route() {
         (format!("{t}/keys/{{key_id}}/rotate"), "post"),
         (format!("{t}/audit"), "get"),
         (format!("{t}/usage"), "get"),
+        (format!("{t}/limits"), "get"),
+        (format!("{t}/limits"), "put"),
+        (format!("{t}/pricing"), "get"),
+        (format!("{t}/pricing"), "put"),
+        (format!("{t}/projects/{{project_id}}/limits"), "get"),
+        (format!("{t}/projects/{{project_id}}/limits"), "put"),
+        (format!("{t}/keys/{{key_id}}/limits"), "get"),
+        (format!("{t}/keys/{{key_id}}/limits"), "put"),
     ]
     .into_iter()
     .chain(
@@ -302,7 +310,7 @@ async fn openapi_document_lists_every_route() {
             }),
     )
     .collect();
-    assert_eq!(expected.len(), 28);
+    assert_eq!(expected.len(), 36);
     for (path, method) in &expected {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} missing from the document");

@@ -64,6 +64,7 @@ async fn expired_malformed_and_unknown_keys_get_401(b: Backend) {
         allowed_models: None,
         metadata: Default::default(),
         expires_at: Some(OffsetDateTime::now_utc() - time::Duration::minutes(1)),
+        limits: None,
     };
     h.store.admin.create_key(tenant, new, &Actor::Cli).await.unwrap();
     let r = h.chat(&g.secret, "echo").await;

@@ -37,5 +37,6 @@ mod harness;
 mod input;
 mod isolation;
 mod keys;
+mod limits;
 mod rbac;
 mod usage;

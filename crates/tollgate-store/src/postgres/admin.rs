@@ -5,6 +5,7 @@
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
+use tollgate_types::limits::{LimitPolicy, PricingPolicy};
 use tollgate_types::ports::store::{
     AdminStore, Change, KeyFilter, KeyPatch, MemberPatch, NewCredential, NewKey, NewMember, NewProject,
     NewTenant, ProjectPatch, SealedCredential, StoreError, TenantPatch,
@@ -32,6 +33,15 @@ fn key_conflict(new: &NewKey) -> impl FnOnce(&str) -> StoreError {
 }
 
 // === row helpers (all inside a tenant transaction) ===
+
+async fn lock_tenant(conn: &mut PgConnection, tenant: TenantId) -> Result<Tenant, StoreError> {
+    let row = sqlx::query(concat!("SELECT ", tenant_cols!(), " FROM tenants WHERE id = $1 FOR UPDATE"))
+        .bind(tenant.0)
+        .fetch_optional(conn)
+        .await
+        .map_err(db_error)?;
+    row.as_ref().map(rows::tenant).transpose()?.ok_or(StoreError::NotFound("tenant"))
+}
 
 async fn lock_project(
     conn: &mut PgConnection,
@@ -112,8 +122,8 @@ async fn insert_key(conn: &mut PgConnection, tenant: TenantId, new: &NewKey) -> 
     }
     let row = sqlx::query(concat!(
         "INSERT INTO api_keys (id, tenant_id, project_id, owner_id, name, prefix, hash, scopes, allowed_models, \
-         metadata, expires_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), now()) RETURNING ",
+         metadata, expires_at, limits, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), now()) RETURNING ",
         key_cols!()
     ))
     .bind(new.id.0)
@@ -127,6 +137,7 @@ async fn insert_key(conn: &mut PgConnection, tenant: TenantId, new: &NewKey) -> 
     .bind(&new.allowed_models)
     .bind(serde_json::Value::Object(new.metadata.clone()))
     .bind(new.expires_at)
+    .bind(to_json(&new.limits.clone().unwrap_or_default())?)
     .fetch_one(conn)
     .await
     .map_err(|e| write_error(e, key_conflict(new)))?;
@@ -157,15 +168,13 @@ impl AdminStore for PostgresStore {
         let mut tx = self.pool.begin().await.map_err(db_error)?;
         // The tenant row goes in through the SECURITY DEFINER function (tollgate_app has no
         // INSERT on tenants); the audit record then goes in as the new tenant, same transaction.
-        let row = sqlx::query(
-            "SELECT id, name, policy, created_at, updated_at FROM tollgate_create_tenant($1, $2, $3)",
-        )
-        .bind(id.0)
-        .bind(&name)
-        .bind(to_json(&new.policy)?)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|e| write_error(e, name_conflict("tenant", &name)))?;
+        let row = sqlx::query(concat!("SELECT ", tenant_cols!(), " FROM tollgate_create_tenant($1, $2, $3)"))
+            .bind(id.0)
+            .bind(&name)
+            .bind(to_json(&new.policy)?)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| write_error(e, name_conflict("tenant", &name)))?;
         let tenant = rows::tenant(&row)?;
         set_tenant(&mut tx, id).await?;
         let audit = AuditEntry {
@@ -184,13 +193,12 @@ impl AdminStore for PostgresStore {
 
     async fn list_tenants(&self, page: PageRequest) -> Result<Page<Tenant>, StoreError> {
         let limit = page_limit(&page);
-        let rows =
-            sqlx::query("SELECT id, name, policy, created_at, updated_at FROM tollgate_list_tenants($1, $2)")
-                .bind(page.after)
-                .bind(i32::try_from(limit + 1).unwrap_or(i32::MAX))
-                .fetch_all(&self.pool)
-                .await
-                .map_err(db_error)?;
+        let rows = sqlx::query(concat!("SELECT ", tenant_cols!(), " FROM tollgate_list_tenants($1, $2)"))
+            .bind(page.after)
+            .bind(i32::try_from(limit + 1).unwrap_or(i32::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
         Ok(finish_page(rows::all(&rows, rows::tenant)?, limit, rows::uuid_of))
     }
 
@@ -214,12 +222,7 @@ impl AdminStore for PostgresStore {
         let patch = validate::tenant_patch(patch)?;
         let new_name = patch.name;
         let mut tx = self.tenant_tx(tenant).await?;
-        let row = sqlx::query(concat!("SELECT ", tenant_cols!(), " FROM tenants WHERE id = $1 FOR UPDATE"))
-            .bind(tenant.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let before = row.as_ref().map(rows::tenant).transpose()?.ok_or(StoreError::NotFound("tenant"))?;
+        let before = lock_tenant(&mut tx, tenant).await?;
         let name = new_name.unwrap_or_else(|| before.name.clone());
         let policy = patch.policy.unwrap_or_else(|| before.policy.clone());
         let row = sqlx::query(concat!(
@@ -273,16 +276,18 @@ impl AdminStore for PostgresStore {
         new: NewProject,
         actor: &Actor,
     ) -> Result<Project, StoreError> {
-        let name = validate::new_project(new)?.name;
+        let new = validate::new_project(new)?;
+        let name = new.name;
         let mut tx = self.tenant_tx(tenant).await?;
         let row = sqlx::query(concat!(
-            "INSERT INTO projects (id, tenant_id, name, created_at, updated_at) VALUES ($1, $2, $3, now(), now()) \
-             RETURNING ",
+            "INSERT INTO projects (id, tenant_id, name, limits, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, now(), now()) RETURNING ",
             project_cols!()
         ))
         .bind(ProjectId::new().0)
         .bind(tenant.0)
         .bind(&name)
+        .bind(to_json(&new.limits.unwrap_or_default())?)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| write_error(e, name_conflict("project", &name)))?;
@@ -710,6 +715,149 @@ impl AdminStore for PostgresStore {
         notify(&mut tx, Change::Key(old)).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(key)
+    }
+
+    // --- limits and pricing ---
+
+    async fn set_tenant_limits(
+        &self,
+        tenant: TenantId,
+        limits: LimitPolicy,
+        actor: &Actor,
+    ) -> Result<Tenant, StoreError> {
+        let limits = validate::policy("limits", limits)?;
+        let mut tx = self.tenant_tx(tenant).await?;
+        let before = lock_tenant(&mut tx, tenant).await?;
+        let row = sqlx::query(concat!(
+            "UPDATE tenants SET limits = $2, updated_at = now() WHERE id = $1 RETURNING ",
+            tenant_cols!()
+        ))
+        .bind(tenant.0)
+        .bind(to_json(&limits)?)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let after = rows::tenant(&row)?;
+        let audit = AuditEntry {
+            tenant,
+            actor,
+            action: "tenant.limits",
+            resource_type: "tenant",
+            resource_id: tenant.to_string(),
+            before: Some(to_json(&before.limits)?),
+            after: Some(to_json(&after.limits)?),
+        };
+        write_audit(&mut tx, audit).await?;
+        notify(&mut tx, Change::Tenant(tenant)).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(after)
+    }
+
+    async fn set_tenant_pricing(
+        &self,
+        tenant: TenantId,
+        pricing: PricingPolicy,
+        actor: &Actor,
+    ) -> Result<Tenant, StoreError> {
+        let pricing = validate::policy("pricing", pricing)?;
+        let mut tx = self.tenant_tx(tenant).await?;
+        let before = lock_tenant(&mut tx, tenant).await?;
+        let row = sqlx::query(concat!(
+            "UPDATE tenants SET pricing = $2, updated_at = now() WHERE id = $1 RETURNING ",
+            tenant_cols!()
+        ))
+        .bind(tenant.0)
+        .bind(to_json(&pricing)?)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let after = rows::tenant(&row)?;
+        let audit = AuditEntry {
+            tenant,
+            actor,
+            action: "tenant.pricing",
+            resource_type: "tenant",
+            resource_id: tenant.to_string(),
+            before: Some(to_json(&before.pricing)?),
+            after: Some(to_json(&after.pricing)?),
+        };
+        write_audit(&mut tx, audit).await?;
+        notify(&mut tx, Change::Tenant(tenant)).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(after)
+    }
+
+    async fn set_project_limits(
+        &self,
+        tenant: TenantId,
+        id: ProjectId,
+        limits: LimitPolicy,
+        actor: &Actor,
+    ) -> Result<Project, StoreError> {
+        let limits = validate::policy("limits", limits)?;
+        let mut tx = self.tenant_tx(tenant).await?;
+        let before = lock_project(&mut tx, tenant, id).await?;
+        let row = sqlx::query(concat!(
+            "UPDATE projects SET limits = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING ",
+            project_cols!()
+        ))
+        .bind(tenant.0)
+        .bind(id.0)
+        .bind(to_json(&limits)?)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let after = rows::project(&row)?;
+        let audit = AuditEntry {
+            tenant,
+            actor,
+            action: "project.limits",
+            resource_type: "project",
+            resource_id: id.to_string(),
+            before: Some(to_json(&before.limits)?),
+            after: Some(to_json(&after.limits)?),
+        };
+        write_audit(&mut tx, audit).await?;
+        // Every cached key of the tenant may belong to the project.
+        notify(&mut tx, Change::Tenant(tenant)).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(after)
+    }
+
+    async fn set_key_limits(
+        &self,
+        tenant: TenantId,
+        id: KeyId,
+        limits: LimitPolicy,
+        actor: &Actor,
+    ) -> Result<ApiKey, StoreError> {
+        let limits = validate::policy("limits", limits)?;
+        let mut tx = self.tenant_tx(tenant).await?;
+        let before = lock_key(&mut tx, tenant, id).await?;
+        let row = sqlx::query(concat!(
+            "UPDATE api_keys SET limits = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING ",
+            key_cols!()
+        ))
+        .bind(tenant.0)
+        .bind(id.0)
+        .bind(to_json(&limits)?)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        let after = rows::key(&row)?;
+        let audit = AuditEntry {
+            tenant,
+            actor,
+            action: "key.limits",
+            resource_type: "key",
+            resource_id: id.to_string(),
+            before: Some(to_json(&before.limits)?),
+            after: Some(to_json(&after.limits)?),
+        };
+        write_audit(&mut tx, audit).await?;
+        notify(&mut tx, Change::Key(id)).await?;
+        tx.commit().await.map_err(db_error)?;
+        Ok(after)
     }
 
     // --- provider credentials ---

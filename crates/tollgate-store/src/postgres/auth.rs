@@ -19,7 +19,8 @@ impl AuthStore for PostgresStore {
     async fn authenticate_key(&self, hash: &KeyHash) -> Result<Option<KeyAuth>, StoreError> {
         let row = sqlx::query(
             "SELECT key_id, tenant_id, project_id, owner_id, role, scopes, allowed_models, expires_at, revoked_at, \
-             tenant_policy FROM tollgate_authenticate_key($1)",
+             tenant_policy, key_limits, project_limits, tenant_limits, tenant_pricing \
+             FROM tollgate_authenticate_key($1)",
         )
         .bind(&hash.0[..])
         .fetch_optional(&self.pool)

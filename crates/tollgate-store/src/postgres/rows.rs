@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 use sqlx::postgres::PgRow;
+use tollgate_types::limits::{LimitPolicy, PricingPolicy};
 use tollgate_types::ports::store::{SealedCredential, StoreError};
 use tollgate_types::tenancy::{
     ApiKey, AuditRecord, CredentialId, KeyAuth, KeyId, KeyScope, Member, MemberId, MemberRole, Project,
@@ -12,12 +13,12 @@ use uuid::Uuid;
 
 macro_rules! tenant_cols {
     () => {
-        "id, name, policy, created_at, updated_at"
+        "id, name, policy, limits, pricing, created_at, updated_at"
     };
 }
 macro_rules! project_cols {
     () => {
-        "id, tenant_id, name, created_at, updated_at"
+        "id, tenant_id, name, limits, created_at, updated_at"
     };
 }
 macro_rules! member_cols {
@@ -27,7 +28,7 @@ macro_rules! member_cols {
 }
 macro_rules! key_cols {
     () => {
-        "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, metadata, \
+        "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, metadata, limits, \
          expires_at, revoked_at, last_used_at, created_at, updated_at"
     };
 }
@@ -59,6 +60,14 @@ fn policy(value: serde_json::Value) -> Result<TenantPolicy, StoreError> {
     serde_json::from_value(value).map_err(|e| corrupt("tenant policy", e))
 }
 
+fn limits(row: &PgRow, col: &str) -> Result<LimitPolicy, StoreError> {
+    serde_json::from_value(get(row, col)?).map_err(|e| corrupt(col, e))
+}
+
+fn pricing(row: &PgRow, col: &str) -> Result<PricingPolicy, StoreError> {
+    serde_json::from_value(get(row, col)?).map_err(|e| corrupt(col, e))
+}
+
 fn role(s: &str) -> Result<MemberRole, StoreError> {
     s.parse().map_err(|e: String| corrupt("member role", e))
 }
@@ -82,6 +91,8 @@ pub(super) fn tenant(row: &PgRow) -> Result<Tenant, StoreError> {
         id: TenantId(get(row, "id")?),
         name: get(row, "name")?,
         policy: policy(get(row, "policy")?)?,
+        limits: limits(row, "limits")?,
+        pricing: pricing(row, "pricing")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
@@ -92,6 +103,7 @@ pub(super) fn project(row: &PgRow) -> Result<Project, StoreError> {
         id: ProjectId(get(row, "id")?),
         tenant_id: TenantId(get(row, "tenant_id")?),
         name: get(row, "name")?,
+        limits: limits(row, "limits")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
@@ -123,6 +135,7 @@ pub(super) fn key(row: &PgRow) -> Result<ApiKey, StoreError> {
         scopes: scopes(get(row, "scopes")?)?,
         allowed_models: get(row, "allowed_models")?,
         metadata,
+        limits: limits(row, "limits")?,
         expires_at: get(row, "expires_at")?,
         revoked_at: get(row, "revoked_at")?,
         last_used_at: get(row, "last_used_at")?,
@@ -143,6 +156,10 @@ pub(super) fn key_auth(row: &PgRow) -> Result<KeyAuth, StoreError> {
         expires_at: get(row, "expires_at")?,
         revoked_at: get(row, "revoked_at")?,
         tenant_policy: policy(get(row, "tenant_policy")?)?,
+        key_limits: limits(row, "key_limits")?,
+        project_limits: limits(row, "project_limits")?,
+        tenant_limits: limits(row, "tenant_limits")?,
+        tenant_pricing: pricing(row, "tenant_pricing")?,
     })
 }
 

@@ -5,6 +5,7 @@
 //! Mutations read the current row, change it and write their audit record in one
 //! `BEGIN IMMEDIATE` transaction, then publish their change after the commit.
 
+use tollgate_types::limits::{LimitPolicy, PricingPolicy};
 use tollgate_types::ports::store::{
     AdminStore, Change, KeyFilter, KeyPatch, MemberPatch, NewCredential, NewKey, NewMember, NewProject,
     NewTenant, ProjectPatch, SealedCredential, StoreError, TenantPatch,
@@ -105,6 +106,7 @@ async fn insert_key(
         scopes: new.scopes,
         allowed_models: new.allowed_models,
         metadata: new.metadata,
+        limits: new.limits.unwrap_or_default(),
         expires_at: new.expires_at,
         revoked_at: None,
         last_used_at: None,
@@ -114,7 +116,7 @@ async fn insert_key(
     sqlx::query(concat!(
         "INSERT INTO api_keys (",
         key_cols!(),
-        ", hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ", hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(key.id.0)
     .bind(tenant.0)
@@ -125,6 +127,7 @@ async fn insert_key(
     .bind(sqlx::types::Json(&key.scopes))
     .bind(key.allowed_models.as_ref().map(sqlx::types::Json))
     .bind(sqlx::types::Json(&key.metadata))
+    .bind(sqlx::types::Json(&key.limits))
     .bind(key.expires_at)
     .bind(key.revoked_at)
     .bind(key.last_used_at)
@@ -185,14 +188,18 @@ impl AdminStore for SqliteStore {
             id: TenantId::new(),
             name: new.name,
             policy: new.policy,
+            limits: LimitPolicy::default(),
+            pricing: PricingPolicy::default(),
             created_at: now,
             updated_at: now,
         };
         let mut tx = self.write_tx().await?;
-        sqlx::query(concat!("INSERT INTO tenants (", tenant_cols!(), ") VALUES (?, ?, ?, ?, ?)"))
+        sqlx::query(concat!("INSERT INTO tenants (", tenant_cols!(), ") VALUES (?, ?, ?, ?, ?, ?, ?)"))
             .bind(tenant.id.0)
             .bind(&tenant.name)
             .bind(sqlx::types::Json(&tenant.policy))
+            .bind(sqlx::types::Json(&tenant.limits))
+            .bind(sqlx::types::Json(&tenant.pricing))
             .bind(tenant.created_at)
             .bind(tenant.updated_at)
             .execute(&mut *tx)
@@ -296,14 +303,16 @@ impl AdminStore for SqliteStore {
             id: ProjectId::new(),
             tenant_id: tenant,
             name: new.name,
+            limits: new.limits.unwrap_or_default(),
             created_at: now,
             updated_at: now,
         };
         let mut tx = self.write_tx().await?;
-        sqlx::query(concat!("INSERT INTO projects (", project_cols!(), ") VALUES (?, ?, ?, ?, ?)"))
+        sqlx::query(concat!("INSERT INTO projects (", project_cols!(), ") VALUES (?, ?, ?, ?, ?, ?)"))
             .bind(project.id.0)
             .bind(tenant.0)
             .bind(&project.name)
+            .bind(sqlx::types::Json(&project.limits))
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
@@ -681,6 +690,137 @@ impl AdminStore for SqliteStore {
         tx.commit().await.map_err(db_error)?;
         self.publish([Change::Key(old)]);
         Ok(created)
+    }
+
+    // --- limits and pricing ---
+
+    async fn set_tenant_limits(
+        &self,
+        tenant: TenantId,
+        limits: LimitPolicy,
+        actor: &Actor,
+    ) -> Result<Tenant, StoreError> {
+        let limits = validate::policy("limits", limits)?;
+        let now = validate::now();
+        let mut tx = self.write_tx().await?;
+        let before = tenant_in(&mut tx, tenant).await?;
+        sqlx::query("UPDATE tenants SET limits = ?, updated_at = ? WHERE id = ?")
+            .bind(sqlx::types::Json(&limits))
+            .bind(now)
+            .bind(tenant.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        audit(
+            tenant,
+            actor,
+            "tenant.limits",
+            tenant,
+            Some(to_json(&before.limits)?),
+            Some(to_json(&limits)?),
+            now,
+        )
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.publish([Change::Tenant(tenant)]);
+        Ok(Tenant { limits, updated_at: now, ..before })
+    }
+
+    async fn set_tenant_pricing(
+        &self,
+        tenant: TenantId,
+        pricing: PricingPolicy,
+        actor: &Actor,
+    ) -> Result<Tenant, StoreError> {
+        let pricing = validate::policy("pricing", pricing)?;
+        let now = validate::now();
+        let mut tx = self.write_tx().await?;
+        let before = tenant_in(&mut tx, tenant).await?;
+        sqlx::query("UPDATE tenants SET pricing = ?, updated_at = ? WHERE id = ?")
+            .bind(sqlx::types::Json(&pricing))
+            .bind(now)
+            .bind(tenant.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        audit(
+            tenant,
+            actor,
+            "tenant.pricing",
+            tenant,
+            Some(to_json(&before.pricing)?),
+            Some(to_json(&pricing)?),
+            now,
+        )
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.publish([Change::Tenant(tenant)]);
+        Ok(Tenant { pricing, updated_at: now, ..before })
+    }
+
+    async fn set_project_limits(
+        &self,
+        tenant: TenantId,
+        id: ProjectId,
+        limits: LimitPolicy,
+        actor: &Actor,
+    ) -> Result<Project, StoreError> {
+        let limits = validate::policy("limits", limits)?;
+        let now = validate::now();
+        let mut tx = self.write_tx().await?;
+        let before = project_in(&mut tx, tenant, id).await?;
+        sqlx::query("UPDATE projects SET limits = ?, updated_at = ? WHERE tenant_id = ? AND id = ?")
+            .bind(sqlx::types::Json(&limits))
+            .bind(now)
+            .bind(tenant.0)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        audit(
+            tenant,
+            actor,
+            "project.limits",
+            id,
+            Some(to_json(&before.limits)?),
+            Some(to_json(&limits)?),
+            now,
+        )
+        .write(&mut tx)
+        .await?;
+        tx.commit().await.map_err(db_error)?;
+        // Every cached key of the tenant may belong to the project.
+        self.publish([Change::Tenant(tenant)]);
+        Ok(Project { limits, updated_at: now, ..before })
+    }
+
+    async fn set_key_limits(
+        &self,
+        tenant: TenantId,
+        id: KeyId,
+        limits: LimitPolicy,
+        actor: &Actor,
+    ) -> Result<ApiKey, StoreError> {
+        let limits = validate::policy("limits", limits)?;
+        let now = validate::now();
+        let mut tx = self.write_tx().await?;
+        let before = key_in(&mut tx, tenant, id).await?;
+        sqlx::query("UPDATE api_keys SET limits = ?, updated_at = ? WHERE tenant_id = ? AND id = ?")
+            .bind(sqlx::types::Json(&limits))
+            .bind(now)
+            .bind(tenant.0)
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        audit(tenant, actor, "key.limits", id, Some(to_json(&before.limits)?), Some(to_json(&limits)?), now)
+            .write(&mut tx)
+            .await?;
+        tx.commit().await.map_err(db_error)?;
+        self.publish([Change::Key(id)]);
+        Ok(ApiKey { limits, updated_at: now, ..before })
     }
 
     // --- provider credentials ---

@@ -230,9 +230,11 @@ impl AuthStore for SqliteStore {
         // LEFT JOIN members: a deleted member's keys stay as revoked records (see the migration).
         let row: Option<KeyAuthRow> = sqlx::query_as(
             "SELECT k.id, k.tenant_id, k.project_id, k.owner_id, m.role, k.scopes, k.allowed_models, \
-                    k.expires_at, k.revoked_at, t.policy \
+                    k.expires_at, k.revoked_at, t.policy, k.limits AS key_limits, \
+                    p.limits AS project_limits, t.limits AS tenant_limits, t.pricing AS tenant_pricing \
              FROM api_keys k \
              JOIN tenants t ON t.id = k.tenant_id \
+             JOIN projects p ON p.id = k.project_id AND p.tenant_id = k.tenant_id \
              LEFT JOIN members m ON m.id = k.owner_id AND m.tenant_id = k.tenant_id \
              WHERE k.hash = ?",
         )

@@ -5,6 +5,7 @@
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use tollgate_types::JsonMap;
+use tollgate_types::limits::{LimitPolicy, PricingPolicy};
 use tollgate_types::ports::store::StoreError;
 use tollgate_types::tenancy::{
     Actor, ApiKey, AuditId, AuditRecord, CredentialId, KeyAuth, KeyId, KeyScope, Member, MemberId,
@@ -14,12 +15,12 @@ use uuid::Uuid;
 
 macro_rules! tenant_cols {
     () => {
-        "id, name, policy, created_at, updated_at"
+        "id, name, policy, limits, pricing, created_at, updated_at"
     };
 }
 macro_rules! project_cols {
     () => {
-        "id, tenant_id, name, created_at, updated_at"
+        "id, tenant_id, name, limits, created_at, updated_at"
     };
 }
 macro_rules! member_cols {
@@ -29,8 +30,8 @@ macro_rules! member_cols {
 }
 macro_rules! key_cols {
     () => {
-        "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, metadata, expires_at, \
-         revoked_at, last_used_at, created_at, updated_at"
+        "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, metadata, limits, \
+         expires_at, revoked_at, last_used_at, created_at, updated_at"
     };
 }
 macro_rules! credential_cols {
@@ -50,6 +51,8 @@ pub(super) struct TenantRow {
     id: Uuid,
     name: String,
     policy: Json<TenantPolicy>,
+    limits: Json<LimitPolicy>,
+    pricing: Json<PricingPolicy>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -60,6 +63,8 @@ impl From<TenantRow> for Tenant {
             id: TenantId(r.id),
             name: r.name,
             policy: r.policy.0,
+            limits: r.limits.0,
+            pricing: r.pricing.0,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -71,6 +76,7 @@ pub(super) struct ProjectRow {
     id: Uuid,
     tenant_id: Uuid,
     name: String,
+    limits: Json<LimitPolicy>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -81,6 +87,7 @@ impl From<ProjectRow> for Project {
             id: ProjectId(r.id),
             tenant_id: TenantId(r.tenant_id),
             name: r.name,
+            limits: r.limits.0,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -126,6 +133,7 @@ pub(super) struct KeyRow {
     scopes: Json<Vec<KeyScope>>,
     allowed_models: Option<Json<Vec<String>>>,
     metadata: Json<JsonMap>,
+    limits: Json<LimitPolicy>,
     expires_at: Option<OffsetDateTime>,
     revoked_at: Option<OffsetDateTime>,
     last_used_at: Option<OffsetDateTime>,
@@ -145,6 +153,7 @@ impl From<KeyRow> for ApiKey {
             scopes: r.scopes.0,
             allowed_models: r.allowed_models.map(|j| j.0),
             metadata: r.metadata.0,
+            limits: r.limits.0,
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
             last_used_at: r.last_used_at,
@@ -167,6 +176,10 @@ pub(super) struct KeyAuthRow {
     expires_at: Option<OffsetDateTime>,
     revoked_at: Option<OffsetDateTime>,
     policy: Json<TenantPolicy>,
+    key_limits: Json<LimitPolicy>,
+    project_limits: Json<LimitPolicy>,
+    tenant_limits: Json<LimitPolicy>,
+    tenant_pricing: Json<PricingPolicy>,
 }
 
 impl TryFrom<KeyAuthRow> for KeyAuth {
@@ -184,6 +197,10 @@ impl TryFrom<KeyAuthRow> for KeyAuth {
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
             tenant_policy: r.policy.0,
+            key_limits: r.key_limits.0,
+            project_limits: r.project_limits.0,
+            tenant_limits: r.tenant_limits.0,
+            tenant_pricing: r.tenant_pricing.0,
         })
     }
 }

@@ -18,6 +18,9 @@
 //! - `get_credential` and `list_credentials` never carry the sealed secret; `sealed_credentials`
 //!   and `all_sealed_credentials` do.
 //! - Limits are clamped to `1..=PageRequest::MAX_LIMIT`.
+//! - Limits and pricing are replaced whole (an empty policy clears them); their audit records
+//!   (`tenant.limits`, `tenant.pricing`, `project.limits`, `key.limits`) hold the policies
+//!   before and after; project limits announce `Change::Tenant`, key limits `Change::Key`.
 
 use std::time::Duration;
 
@@ -26,6 +29,10 @@ use futures::stream::BoxStream;
 use time::macros::datetime;
 use tollgate_store::Store;
 use tollgate_types::JsonMap;
+use tollgate_types::limits::{
+    BudgetSpec, LimitPolicy, PriceAmount, PriceEntry, PricingPolicy, RateLimits, Usd,
+};
+use tollgate_types::ports::BudgetPeriod;
 use tollgate_types::ports::store::{
     Change, ChangeEvent, KeyFilter, KeyPatch, MemberPatch, NewCredential, NewKey, NewMember, NewProject,
     NewTenant, ProjectPatch, StoreError, TenantPatch,
@@ -97,6 +104,12 @@ macro_rules! store_contract {
             change_feed_tenant_and_members,
             change_feed_keys,
             change_feed_credentials,
+            limits_and_pricing_round_trip,
+            limits_can_be_given_at_creation,
+            limits_changes_are_audited,
+            authenticate_key_returns_limits_and_pricing,
+            change_feed_limits,
+            limits_of_another_tenant_are_not_found,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
@@ -144,7 +157,11 @@ async fn tenant(store: &Store, name: &str) -> Tenant {
 }
 
 async fn project(store: &Store, tenant: TenantId, name: &str) -> Project {
-    store.admin.create_project(tenant, NewProject { name: name.into() }, &actor()).await.unwrap()
+    store
+        .admin
+        .create_project(tenant, NewProject { name: name.into(), limits: None }, &actor())
+        .await
+        .unwrap()
 }
 
 async fn member(store: &Store, tenant: TenantId, name: &str, role: MemberRole) -> Member {
@@ -163,6 +180,7 @@ fn new_key(project: ProjectId, owner: MemberId, name: &str) -> NewKey {
         allowed_models: None,
         metadata: JsonMap::new(),
         expires_at: None,
+        limits: None,
     }
 }
 
@@ -328,7 +346,10 @@ pub async fn names_are_validated_and_trimmed(store: &Store) {
     let long = "é".repeat(200);
     assert_eq!(tenant(store, &long).await.name, long);
 
-    assert_err!(store.admin.create_project(t.id, NewProject { name: " ".into() }, &actor()).await, Invalid);
+    assert_err!(
+        store.admin.create_project(t.id, NewProject { name: " ".into(), limits: None }, &actor()).await,
+        Invalid
+    );
     assert_err!(
         store
             .admin
@@ -454,7 +475,7 @@ pub async fn project_duplicate_name_conflicts(store: &Store) {
     project(store, a.id, "web").await;
     let api = project(store, a.id, "api").await;
     assert_err!(
-        store.admin.create_project(a.id, NewProject { name: "web".into() }, &actor()).await,
+        store.admin.create_project(a.id, NewProject { name: "web".into(), limits: None }, &actor()).await,
         Conflict
     );
     assert_err!(
@@ -471,7 +492,8 @@ pub async fn concurrent_duplicate_creates_conflict(store: &Store) {
     let who = actor();
     // Eight creates of one name at once: the database's unique constraint, not a racy
     // pre-check, decides, so exactly one wins and the rest are conflicts.
-    let attempts = (0..8).map(|_| store.admin.create_project(t.id, NewProject { name: "web".into() }, &who));
+    let attempts = (0..8)
+        .map(|_| store.admin.create_project(t.id, NewProject { name: "web".into(), limits: None }, &who));
     let results = futures::future::join_all(attempts).await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
     assert!(results.iter().all(|r| matches!(r, Ok(_) | Err(StoreError::Conflict(_)))), "{results:?}");
@@ -561,7 +583,10 @@ pub async fn missing_ids_are_not_found(store: &Store) {
 pub async fn creating_in_a_missing_tenant_is_not_found(store: &Store) {
     let ghost = TenantId::new();
     let a = actor();
-    assert_err!(store.admin.create_project(ghost, NewProject { name: "p".into() }, &a).await, NotFound);
+    assert_err!(
+        store.admin.create_project(ghost, NewProject { name: "p".into(), limits: None }, &a).await,
+        NotFound
+    );
     assert_err!(
         store.admin.create_member(ghost, NewMember { name: "m".into(), role: MemberRole::Owner }, &a).await,
         NotFound
@@ -1319,7 +1344,8 @@ pub async fn audit_records_every_change(store: &Store) {
         .update_tenant(tid, TenantPatch { name: Some("acme2".into()), policy: None }, &who)
         .await
         .unwrap();
-    let p = store.admin.create_project(tid, NewProject { name: "web".into() }, &who).await.unwrap();
+    let p =
+        store.admin.create_project(tid, NewProject { name: "web".into(), limits: None }, &who).await.unwrap();
     store.admin.update_project(tid, p.id, ProjectPatch { name: Some("site".into()) }, &who).await.unwrap();
     let m = store
         .admin
@@ -1346,7 +1372,8 @@ pub async fn audit_records_every_change(store: &Store) {
         .await
         .unwrap();
     store.admin.delete_credential(tid, c.id, &who).await.unwrap();
-    let p2 = store.admin.create_project(tid, NewProject { name: "tmp".into() }, &who).await.unwrap();
+    let p2 =
+        store.admin.create_project(tid, NewProject { name: "tmp".into(), limits: None }, &who).await.unwrap();
     store.admin.delete_project(tid, p2.id, &who).await.unwrap();
     let m2 = store
         .admin
@@ -1572,4 +1599,222 @@ pub async fn usage_records_are_tenant_scoped(store: &Store) {
     // A deleted tenant's records stay (bills outlive tenants) but nobody else sees them.
     store.admin.delete_tenant(a.id, &actor()).await.unwrap();
     assert_eq!(store.usage.list_usage(b.id, PageRequest::first(100)).await.unwrap().data.len(), 1);
+}
+
+// === limits and pricing ===
+
+/// A policy using every field, distinct per `rpm`.
+fn limit_policy(rpm: u64) -> LimitPolicy {
+    LimitPolicy {
+        rate: RateLimits { rpm: Some(rpm), tpm: Some(10_000), max_concurrent: Some(4) },
+        models: [("gpt-4o".to_owned(), RateLimits { rpm: Some(5), ..RateLimits::default() })].into(),
+        budgets: vec![
+            BudgetSpec {
+                period: BudgetPeriod::Month,
+                limit_usd: Usd::parse("100.5").unwrap(),
+                alert_at_percent: Some(vec![50, 80, 100]),
+            },
+            BudgetSpec {
+                period: BudgetPeriod::Day,
+                limit_usd: Usd::from_nanodollars(1),
+                alert_at_percent: None,
+            },
+        ],
+    }
+}
+
+fn pricing_policy() -> PricingPolicy {
+    PricingPolicy {
+        markup_bps: 1_500,
+        prices: vec![PriceEntry {
+            id: Some("acme/gpt-4o".into()),
+            provider: "openai".into(),
+            model: "gpt-4o".into(),
+            effective_from: "2025-01-01".into(),
+            input: PriceAmount::Text("1.25".into()),
+            output: Some(PriceAmount::Text("5".into())),
+            cached_input: None,
+            cache_write: None,
+            reasoning: None,
+            source: Some("contract 2025".into()),
+        }],
+    }
+}
+
+pub async fn limits_and_pricing_round_trip(store: &Store) {
+    let w = world(store, "acme").await;
+    let (t, a) = (w.tenant.id, actor());
+    assert_eq!((&w.tenant.limits, &w.tenant.pricing), (&LimitPolicy::default(), &PricingPolicy::default()));
+    assert_eq!((&w.project.limits, &w.key.limits), (&LimitPolicy::default(), &LimitPolicy::default()));
+
+    let set = store.admin.set_tenant_limits(t, limit_policy(100), &a).await.unwrap();
+    assert_eq!((set.limits.clone(), set.name.as_str()), (limit_policy(100), "acme"));
+    let set = store.admin.set_tenant_pricing(t, pricing_policy(), &a).await.unwrap();
+    assert_eq!((set.limits.clone(), set.pricing.clone()), (limit_policy(100), pricing_policy()));
+    let read = store.admin.get_tenant(t).await.unwrap();
+    assert_eq!(read, set);
+    assert_eq!(store.admin.list_tenants(all()).await.unwrap().data, vec![read]);
+
+    let p = store.admin.set_project_limits(t, w.project.id, limit_policy(50), &a).await.unwrap();
+    assert_eq!((p.limits.clone(), p.name.as_str()), (limit_policy(50), "default"));
+    assert_eq!(store.admin.get_project(t, w.project.id).await.unwrap(), p);
+    assert_eq!(store.admin.list_projects(t, all()).await.unwrap().data, vec![p]);
+
+    let k = store.admin.set_key_limits(t, w.key.id, limit_policy(10), &a).await.unwrap();
+    assert_eq!((k.limits.clone(), k.name.as_str()), (limit_policy(10), "ci"));
+    assert_eq!(store.admin.get_key(t, w.key.id).await.unwrap(), k);
+    assert_eq!(store.admin.list_keys(t, KeyFilter::default(), all()).await.unwrap().data, vec![k.clone()]);
+    // Other changes keep the limits.
+    let renamed = store
+        .admin
+        .update_key(t, w.key.id, KeyPatch { name: Some("cd".into()), ..KeyPatch::default() }, &a)
+        .await
+        .unwrap();
+    assert_eq!(renamed.limits, limit_policy(10));
+    let renamed = store
+        .admin
+        .update_tenant(t, TenantPatch { name: Some("acme2".into()), policy: None }, &a)
+        .await
+        .unwrap();
+    assert_eq!((renamed.limits, renamed.pricing), (limit_policy(100), pricing_policy()));
+
+    // An empty policy clears.
+    store.admin.set_tenant_limits(t, LimitPolicy::default(), &a).await.unwrap();
+    store.admin.set_tenant_pricing(t, PricingPolicy::default(), &a).await.unwrap();
+    store.admin.set_project_limits(t, w.project.id, LimitPolicy::default(), &a).await.unwrap();
+    store.admin.set_key_limits(t, w.key.id, LimitPolicy::default(), &a).await.unwrap();
+    let tenant = store.admin.get_tenant(t).await.unwrap();
+    assert_eq!((tenant.limits, tenant.pricing), (LimitPolicy::default(), PricingPolicy::default()));
+    assert_eq!(store.admin.get_project(t, w.project.id).await.unwrap().limits, LimitPolicy::default());
+    assert_eq!(store.admin.get_key(t, w.key.id).await.unwrap().limits, LimitPolicy::default());
+}
+
+pub async fn limits_can_be_given_at_creation(store: &Store) {
+    let t = tenant(store, "acme").await;
+    let a = actor();
+    let p = store
+        .admin
+        .create_project(t.id, NewProject { name: "web".into(), limits: Some(limit_policy(7)) }, &a)
+        .await
+        .unwrap();
+    assert_eq!(p.limits, limit_policy(7));
+    assert_eq!(store.admin.get_project(t.id, p.id).await.unwrap(), p);
+    let m = member(store, t.id, "alice", MemberRole::Admin).await;
+    let new = NewKey { limits: Some(limit_policy(3)), ..new_key(p.id, m.id, "ci") };
+    let hash = new.hash;
+    let k = store.admin.create_key(t.id, new, &a).await.unwrap();
+    assert_eq!(k.limits, limit_policy(3));
+    assert_eq!(store.admin.get_key(t.id, k.id).await.unwrap(), k);
+    let auth = store.auth.authenticate_key(&hash).await.unwrap().unwrap();
+    assert_eq!((auth.key_limits, auth.project_limits), (limit_policy(3), limit_policy(7)));
+    // The creation's audit record shows them.
+    let audit = store.admin.list_audit(t.id, page(1)).await.unwrap();
+    assert_eq!(audit.data[0].action, "key.create");
+    assert_eq!(audit.data[0].after.as_ref().unwrap()["limits"]["rate"]["rpm"], 3);
+    // A rotation given the old key's limits keeps them.
+    let next = store.admin.rotate_key(
+        t.id,
+        k.id,
+        NewKey { limits: Some(k.limits.clone()), ..new_key(p.id, m.id, "ci") },
+        &a,
+    );
+    assert_eq!(next.await.unwrap().limits, limit_policy(3));
+}
+
+pub async fn limits_changes_are_audited(store: &Store) {
+    let w = world(store, "acme").await;
+    let (t, who) = (w.tenant.id, key_actor());
+    store.admin.set_tenant_limits(t, limit_policy(100), &who).await.unwrap();
+    store.admin.set_tenant_pricing(t, pricing_policy(), &who).await.unwrap();
+    store.admin.set_project_limits(t, w.project.id, limit_policy(50), &who).await.unwrap();
+    store.admin.set_key_limits(t, w.key.id, limit_policy(10), &who).await.unwrap();
+    store.admin.set_key_limits(t, w.key.id, LimitPolicy::default(), &who).await.unwrap();
+
+    let audit = store.admin.list_audit(t, page(5)).await.unwrap().data;
+    let summary: Vec<(&str, &str, String)> =
+        audit.iter().map(|r| (r.action.as_str(), r.resource_type.as_str(), r.resource_id.clone())).collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("key.limits", "key", w.key.id.to_string()),
+            ("key.limits", "key", w.key.id.to_string()),
+            ("project.limits", "project", w.project.id.to_string()),
+            ("tenant.pricing", "tenant", t.to_string()),
+            ("tenant.limits", "tenant", t.to_string()),
+        ]
+    );
+    assert!(audit.iter().all(|r| r.actor == who && r.tenant_id == t));
+    let json = |v: &LimitPolicy| serde_json::to_value(v).unwrap();
+    // Before and after are the policies themselves.
+    assert_eq!(audit[0].before, Some(json(&limit_policy(10))));
+    assert_eq!(audit[0].after, Some(serde_json::json!({})));
+    assert_eq!(audit[1].before, Some(serde_json::json!({})));
+    assert_eq!(audit[1].after, Some(json(&limit_policy(10))));
+    assert_eq!(audit[2].after, Some(json(&limit_policy(50))));
+    assert_eq!(audit[3].after, Some(serde_json::to_value(pricing_policy()).unwrap()));
+    assert_eq!(audit[3].after.as_ref().unwrap()["prices"][0]["input"], "1.25");
+    assert_eq!(audit[4].after, Some(json(&limit_policy(100))));
+    assert_eq!(audit[4].after.as_ref().unwrap()["budgets"][0]["limit_usd"], "100.5");
+}
+
+pub async fn authenticate_key_returns_limits_and_pricing(store: &Store) {
+    let w = world(store, "acme").await;
+    let other = world(store, "other").await;
+    let (t, a) = (w.tenant.id, actor());
+    let auth = store.auth.authenticate_key(&w.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (auth.key_limits, auth.project_limits, auth.tenant_limits, auth.tenant_pricing),
+        (LimitPolicy::default(), LimitPolicy::default(), LimitPolicy::default(), PricingPolicy::default())
+    );
+    store.admin.set_tenant_limits(t, limit_policy(100), &a).await.unwrap();
+    store.admin.set_tenant_pricing(t, pricing_policy(), &a).await.unwrap();
+    store.admin.set_project_limits(t, w.project.id, limit_policy(50), &a).await.unwrap();
+    store.admin.set_key_limits(t, w.key.id, limit_policy(10), &a).await.unwrap();
+    let auth = store.auth.authenticate_key(&w.hash).await.unwrap().unwrap();
+    assert_eq!(auth.key_limits, limit_policy(10));
+    assert_eq!(auth.project_limits, limit_policy(50));
+    assert_eq!(auth.tenant_limits, limit_policy(100));
+    assert_eq!(auth.tenant_pricing, pricing_policy());
+    // Another tenant's key carries its own (empty) policies.
+    let theirs = store.auth.authenticate_key(&other.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (theirs.key_limits, theirs.project_limits, theirs.tenant_limits, theirs.tenant_pricing),
+        (LimitPolicy::default(), LimitPolicy::default(), LimitPolicy::default(), PricingPolicy::default())
+    );
+}
+
+pub async fn change_feed_limits(store: &Store) {
+    let w = world(store, "acme").await;
+    let (t, a) = (w.tenant.id, actor());
+    let mut feed = subscribe(store).await;
+    store.admin.set_tenant_limits(t, limit_policy(1), &a).await.unwrap();
+    expect_change(&mut feed, Change::Tenant(t)).await;
+    store.admin.set_tenant_pricing(t, pricing_policy(), &a).await.unwrap();
+    expect_change(&mut feed, Change::Tenant(t)).await;
+    store.admin.set_project_limits(t, w.project.id, limit_policy(1), &a).await.unwrap();
+    expect_change(&mut feed, Change::Tenant(t)).await;
+    store.admin.set_key_limits(t, w.key.id, limit_policy(1), &a).await.unwrap();
+    expect_change(&mut feed, Change::Key(w.key.id)).await;
+}
+
+pub async fn limits_of_another_tenant_are_not_found(store: &Store) {
+    let a = world(store, "a").await;
+    let b = world(store, "b").await;
+    let (bt, act) = (b.tenant.id, actor());
+    assert_err!(store.admin.set_project_limits(bt, a.project.id, limit_policy(1), &act).await, NotFound);
+    assert_err!(store.admin.set_key_limits(bt, a.key.id, limit_policy(1), &act).await, NotFound);
+    let ghost = TenantId::new();
+    assert_err!(store.admin.set_tenant_limits(ghost, limit_policy(1), &act).await, NotFound);
+    assert_err!(store.admin.set_tenant_pricing(ghost, pricing_policy(), &act).await, NotFound);
+    assert_err!(store.admin.set_project_limits(bt, ProjectId::new(), limit_policy(1), &act).await, NotFound);
+    assert_err!(store.admin.set_key_limits(bt, KeyId::new(), limit_policy(1), &act).await, NotFound);
+    // A's records are unchanged, and nothing was audited in A.
+    let at = a.tenant.id;
+    assert_eq!(store.admin.get_project(at, a.project.id).await.unwrap(), a.project);
+    assert_eq!(store.admin.get_key(at, a.key.id).await.unwrap(), a.key);
+    let audit = store.admin.list_audit(at, all()).await.unwrap().data;
+    assert!(audit.iter().all(|r| !r.action.ends_with(".limits")), "{audit:?}");
+    // Nor in B: a refused change leaves no record.
+    let audit = store.admin.list_audit(bt, all()).await.unwrap().data;
+    assert!(audit.iter().all(|r| !r.action.ends_with(".limits")), "{audit:?}");
 }

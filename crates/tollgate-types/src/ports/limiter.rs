@@ -42,6 +42,12 @@ pub trait RateLimiter: Send + Sync {
     /// error is [`LimitError::Unavailable`], which the caller logs and does not fail a request
     /// over.
     async fn settle(&self, adjustments: &[Adjustment]) -> Result<(), LimitError>;
+
+    /// True when calls complete without waiting on I/O (an in-process limiter): callers may
+    /// then settle inline instead of handing settlements to a background task.
+    fn is_local(&self) -> bool {
+        false
+    }
 }
 
 /// Why a reservation was not admitted.
@@ -103,7 +109,8 @@ pub enum LimitKind {
 
 /// The period of a budget. Periods start at 00:00 UTC: every day, every ISO week (Monday), the
 /// first of every month; `Total` never resets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BudgetPeriod {
     Day,
     Week,

@@ -15,6 +15,7 @@ use futures::stream::BoxStream;
 use time::OffsetDateTime;
 
 use crate::JsonMap;
+use crate::limits::{LimitPolicy, PricingPolicy};
 use crate::tenancy::{
     Actor, ApiKey, AuditRecord, CredentialId, KeyAuth, KeyHash, KeyId, KeyScope, Member, MemberId,
     MemberRole, Page, PageRequest, Project, ProjectId, ProviderCredential, SealedSecret, Tenant, TenantId,
@@ -58,6 +59,8 @@ pub struct TenantPatch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewProject {
     pub name: String,
+    /// The project's limits from the start (`None`: no limits).
+    pub limits: Option<LimitPolicy>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -90,6 +93,8 @@ pub struct NewKey {
     pub allowed_models: Option<Vec<String>>,
     pub metadata: JsonMap,
     pub expires_at: Option<OffsetDateTime>,
+    /// The key's limits from the start (`None`: no limits).
+    pub limits: Option<LimitPolicy>,
 }
 
 /// Changes to a key. `Some(None)` clears an optional field.
@@ -232,6 +237,44 @@ pub trait AdminStore: Send + Sync + 'static {
         tenant: TenantId,
         old: KeyId,
         new: NewKey,
+        actor: &Actor,
+    ) -> Result<ApiKey, StoreError>;
+
+    // --- limits and pricing ---
+    // Each replaces the whole policy (an empty one clears it), writes a `*.limits` /
+    // `tenant.pricing` audit record whose before/after are the policies, and announces a change
+    // so every node's authentication cache drops the principals that carried the old policy.
+    // The store checks only that the policy is storable; the admin service validates it.
+
+    /// Announces `Change::Tenant`.
+    async fn set_tenant_limits(
+        &self,
+        tenant: TenantId,
+        limits: LimitPolicy,
+        actor: &Actor,
+    ) -> Result<Tenant, StoreError>;
+    /// Announces `Change::Tenant`.
+    async fn set_tenant_pricing(
+        &self,
+        tenant: TenantId,
+        pricing: PricingPolicy,
+        actor: &Actor,
+    ) -> Result<Tenant, StoreError>;
+    /// Announces `Change::Tenant`: every key of the tenant may be in the project, and dropping the
+    /// tenant's cached keys is cheaper than listing the project's.
+    async fn set_project_limits(
+        &self,
+        tenant: TenantId,
+        id: ProjectId,
+        limits: LimitPolicy,
+        actor: &Actor,
+    ) -> Result<Project, StoreError>;
+    /// Announces `Change::Key`.
+    async fn set_key_limits(
+        &self,
+        tenant: TenantId,
+        id: KeyId,
+        limits: LimitPolicy,
         actor: &Actor,
     ) -> Result<ApiKey, StoreError>;
 

@@ -1,0 +1,288 @@
+//! Rate limits and budgets through the real binary: OpenAI's `x-ratelimit-*` headers, a 429
+//! naming the limit, budgets that 50 concurrent requests cannot overshoot (one node in memory,
+//! two nodes over Redis), one shared limit across two processes with Redis, and the failure
+//! policy when Redis is unreachable. Needs Redis on 127.0.0.1:6379 (TOLLGATE_TEST_REDIS_URL
+//! overrides it).
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test helpers: a failed step must fail the test loudly"
+)]
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use mock_llm::MockLlm;
+use serde_json::{Value, json};
+use sqlx::{Connection, Row, SqliteConnection};
+use support::{Gateway, TempDir, cli};
+use tokio::time::Instant;
+
+fn redis_url() -> String {
+    std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A config on a SQLite file in `dir`, with the mock as `up` (model `m`, priced at $1 per
+/// token in and out so costs are easy to reason about) and `extra` appended.
+fn config(dir: &TempDir, mock: &MockLlm, extra: &str) -> std::path::PathBuf {
+    dir.write(
+        "tollgate.yaml",
+        &format!(
+            r#"store: {{ url: "sqlite://tollgate.db" }}
+providers:
+  echo: {{ kind: echo }}
+  up: {{ kind: openai_compatible, base_url: "{}/v1" }}
+models:
+  echo: {{ deployments: [ {{ provider: echo, model: echo-1 }} ] }}
+  slow: {{ deployments: [ {{ provider: up, model: "m~latency_ms=400" }} ] }}
+pricing:
+  prices:
+    - {{ provider: mock, model: "m*", effective_from: "2024-01-01", input: "1000000", output: "1000000" }}
+{extra}"#,
+            mock.base_url()
+        ),
+    )
+}
+
+async fn chat(http: &reqwest::Client, gw: &Gateway, key: &str, model: &str) -> reqwest::Response {
+    http.post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn header<'a>(resp: &'a reqwest::Response, name: &str) -> &'a str {
+    resp.headers().get(name).map_or("", |v| v.to_str().unwrap())
+}
+
+/// Total recorded cost (nano-dollars) and priced requests in the SQLite store, once the usage
+/// sink has written them.
+async fn recorded_cost(db: &Path, expected_records: i64) -> (i64, i64) {
+    let url = format!("sqlite://{}", db.display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(cost_nanodollars), 0) AS cost, \
+             COUNT(cost_nanodollars) AS priced FROM usage_records",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        let (n, cost, priced): (i64, i64, i64) = (row.get("n"), row.get("cost"), row.get("priced"));
+        if n >= expected_records || Instant::now() > deadline {
+            assert_eq!(n, expected_records, "one usage record per request");
+            return (cost, priced);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn key_rate_limit_answers_openai_headers_then_a_429_naming_the_limit() {
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new("limits-rpm");
+    let config = config(&dir, &mock, "limits: { defaults: { key: { rate: { rpm: 3, tpm: 100000 } } } }\n");
+    let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let gw = Gateway::start(&config);
+    let http = reqwest::Client::new();
+
+    for remaining in ["2", "1", "0"] {
+        let resp = chat(&http, &gw, &key, "echo").await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-ratelimit-limit-requests"), "3");
+        assert_eq!(header(&resp, "x-ratelimit-remaining-requests"), remaining);
+        assert!(header(&resp, "x-ratelimit-reset-requests").ends_with('s'), "a reset time is given");
+        assert_eq!(header(&resp, "x-ratelimit-limit-tokens"), "100000");
+        let left: u64 = header(&resp, "x-ratelimit-remaining-tokens").parse().unwrap();
+        assert!(left < 100_000, "the request's estimate was reserved");
+    }
+    let resp = chat(&http, &gw, &key, "echo").await;
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = header(&resp, "retry-after").parse().unwrap();
+    assert!((1..=20).contains(&retry), "retry-after {retry}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("requests per minute of this API key") && message.contains("limit 3"),
+        "{message}"
+    );
+
+    // The super-admin is not a tenant key: no tenant limits apply to it.
+    let resp = chat(&http, &gw, support::ADMIN_KEY, "echo").await;
+    assert_eq!(resp.status(), 200);
+}
+
+/// Fires `n` concurrent chats at the given gateways (round robin); returns (status, body).
+async fn burst(gws: &[&Gateway], key: &str, model: &str, n: usize) -> Vec<(u16, Value)> {
+    let http = reqwest::Client::new();
+    let calls = (0..n).map(|i| {
+        let (http, url) = (http.clone(), gws[i % gws.len()].url("/v1/chat/completions"));
+        let key = key.to_owned();
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5});
+        async move {
+            let resp = http.post(url).bearer_auth(key).json(&body).send().await.unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        }
+    });
+    futures::future::join_all(calls).await
+}
+
+/// The budget check shared by the one-node and two-node tests: of 50 concurrent requests
+/// (each slow upstream), the admitted ones' real cost stays within the budget, the others get
+/// `insufficient_quota`, and the usage records agree.
+async fn assert_budget_holds(results: &[(u16, Value)], budget_dollars: u64, db: &Path) {
+    let mut spent_dollars = 0;
+    let mut admitted = 0;
+    for (status, body) in results {
+        match status {
+            200 => {
+                admitted += 1;
+                let u = &body["usage"];
+                spent_dollars +=
+                    u["prompt_tokens"].as_u64().unwrap() + u["completion_tokens"].as_u64().unwrap();
+            }
+            429 => {
+                assert_eq!(body["error"]["code"], "insufficient_quota", "{body}");
+                assert_eq!(body["error"]["type"], "insufficient_quota");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.contains("total budget of this tenant"), "{message}");
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    eprintln!("{admitted} of 50 admitted, ${spent_dollars} spent of ${budget_dollars}");
+    assert!(admitted >= 1, "the budget admits some requests");
+    assert!(spent_dollars <= budget_dollars, "spent ${spent_dollars} > budget ${budget_dollars}");
+    // Without reservations all 50 would have been admitted (and spent far more than the budget).
+    assert!(admitted < 50);
+    let (cost, priced) = recorded_cost(db, results.len() as i64).await;
+    assert_eq!(priced, admitted, "every answered request is priced");
+    assert_eq!(cost, i64::try_from(spent_dollars).unwrap() * 1_000_000_000, "recorded cost = real cost");
+}
+
+const BUDGET: &str =
+    "limits: { defaults: { tenant: { budgets: [ { period: total, limit_usd: \"60\" } ] } } }\n";
+
+#[tokio::test]
+async fn fifty_concurrent_requests_cannot_overshoot_a_budget_on_one_node() {
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new("limits-budget");
+    let config = config(&dir, &mock, BUDGET);
+    let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let gw = Gateway::start(&config);
+    let results = burst(&[&gw], &key, "slow", 50).await;
+    assert_budget_holds(&results, 60, &dir.0.join("tollgate.db")).await;
+}
+
+#[tokio::test]
+async fn fifty_concurrent_requests_cannot_overshoot_a_budget_across_two_nodes_with_redis() {
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new("limits-budget-redis");
+    let extra = format!(
+        "limits: {{ backend: redis, redis_url: \"{}\", defaults: {{ tenant: {{ budgets: [ {{ period: total, limit_usd: \"60\" }} ] }} }} }}\n",
+        redis_url()
+    );
+    let config = config(&dir, &mock, &extra);
+    let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let (a, b) = (Gateway::start(&config), Gateway::start(&config));
+    let results = burst(&[&a, &b], &key, "slow", 50).await;
+    assert_budget_holds(&results, 60, &dir.0.join("tollgate.db")).await;
+}
+
+#[tokio::test]
+async fn two_nodes_over_redis_enforce_one_requests_per_minute_limit() {
+    const RPM: u64 = 600;
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new("limits-shared");
+    let extra = format!(
+        "limits: {{ backend: redis, redis_url: \"{}\", defaults: {{ key: {{ rate: {{ rpm: {RPM} }} }} }} }}\n",
+        redis_url()
+    );
+    let config = config(&dir, &mock, &extra);
+    let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let (a, b) = (Gateway::start(&config), Gateway::start(&config));
+    let http = reqwest::Client::new();
+    // Warm both nodes' key caches and connections (these requests count too).
+    let mut admitted = 0;
+    for gw in [&a, &b] {
+        assert_eq!(chat(&http, gw, &key, "echo").await.status(), 200);
+        admitted += 1;
+    }
+
+    let (ok, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let started = Instant::now();
+    let run_for = Duration::from_secs(3);
+    let workers = [&a, &b]
+        .into_iter()
+        .flat_map(|gw| std::iter::repeat_n(gw.url("/v1/chat/completions"), 8))
+        .map(|url| {
+            let (http, key, ok, refused) = (http.clone(), key.clone(), ok.clone(), refused.clone());
+            async move {
+                let body = json!({"model": "echo", "messages": [{"role": "user", "content": "hi"}]});
+                while started.elapsed() < run_for {
+                    let status = http.post(&url).bearer_auth(&key).json(&body).send().await.unwrap().status();
+                    match status.as_u16() {
+                        200 => ok.fetch_add(1, Ordering::Relaxed),
+                        429 => refused.fetch_add(1, Ordering::Relaxed),
+                        other => panic!("unexpected status {other}"),
+                    };
+                }
+            }
+        });
+    futures::future::join_all(workers).await;
+    let elapsed = started.elapsed();
+    admitted += ok.load(Ordering::Relaxed);
+    // GCRA: a full bucket (RPM) at the start, then RPM/60 per second.
+    let expected = RPM as f64 + RPM as f64 * elapsed.as_secs_f64() / 60.0;
+    let error = (admitted as f64 - expected).abs() / expected;
+    eprintln!(
+        "two nodes admitted {admitted} (refused {}) in {elapsed:?}; one shared limit allows {expected:.0}: off by {:.2}%",
+        refused.load(Ordering::Relaxed),
+        error * 100.0
+    );
+    assert!(refused.load(Ordering::Relaxed) > 0, "the limit was reached");
+    assert!(error <= 0.05, "admitted {admitted}, expected {expected:.0} within 5%");
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_open_or_closed_as_configured_and_quickly() {
+    let mock = MockLlm::start().await.unwrap();
+    for (policy, want) in [("open", 200), ("closed", 503)] {
+        let dir = TempDir::new("limits-down");
+        // Port 1 on localhost: connection refused.
+        let extra = format!(
+            "limits: {{ backend: redis, redis_url: \"redis://127.0.0.1:1\", on_backend_failure: {policy}, defaults: {{ key: {{ rate: {{ rpm: 5 }} }} }} }}\n"
+        );
+        let config = config(&dir, &mock, &extra);
+        let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+        let gw = Gateway::start(&config);
+        let http = reqwest::Client::new();
+        for _ in 0..7 {
+            let started = Instant::now();
+            let resp = chat(&http, &gw, &key, "echo").await;
+            assert!(started.elapsed() < Duration::from_secs(2), "never a hang");
+            assert_eq!(resp.status(), want, "policy {policy}");
+            if want == 503 {
+                let body: Value = resp.json().await.unwrap();
+                assert_eq!(body["error"]["code"], "service_unavailable");
+            }
+        }
+        let metrics = http.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        assert!(
+            metrics.lines().any(|l| l.starts_with("tollgate_limiter_unavailable_total")
+                && l.contains(&format!("policy=\"{policy}\""))),
+            "the failure is counted:\n{metrics}"
+        );
+    }
+}
