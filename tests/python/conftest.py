@@ -20,7 +20,7 @@ import httpx
 import openai
 import pytest
 
-from support import ADMIN_KEY, MOCK_KEY, UNSET_KEY_VAR, gateway_config
+from support import ADMIN_KEY, MOCK_KEY, TENANT_NAME, TENANT_OWNER, UNSET_KEY_VAR, gateway_config
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 30.0
@@ -165,6 +165,88 @@ def http(gateway_url) -> httpx.Client:
         trust_env=False,
     ) as c:
         yield c
+
+
+class TenantGateway:
+    """A gateway of its own (see `start_tenant_gateway`): its URL, the bootstrap tenant key, logs."""
+
+    def __init__(self, base: str, key: str, proc: Process, work: Path):
+        self.base = base
+        self.key = key  # the tenant owner's key (inference + admin scopes) from `bootstrap`
+        self.proc = proc
+        self.work = work
+
+    def client(self, key: str | None = None, **kwargs) -> openai.OpenAI:
+        """An SDK client on this gateway with the tenant key (max_retries=0 unless given)."""
+        kwargs.setdefault("max_retries", 0)
+        kwargs.setdefault("timeout", 20)
+        return openai.OpenAI(base_url=f"{self.base}/v1", api_key=key or self.key, **kwargs)
+
+    def admin(self) -> httpx.Client:
+        """A raw client with the super-admin key."""
+        return httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=20, trust_env=False
+        )
+
+    def log(self) -> str:
+        return self.proc.log()
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+@pytest.fixture(scope="session")
+def start_tenant_gateway(tmp_path_factory):
+    """A factory: start_tenant_gateway(name, config) writes `config` (a dict; it should name a
+    SQLite store relative to the config file), runs `tollgate bootstrap --tenant t --owner o` on
+    it for a tenant key, and starts `tollgate serve`; returns a TenantGateway. Call its stop()
+    when done (module fixtures); whatever is left running is stopped at the end of the session."""
+    started: list[TenantGateway] = []
+    binary = str(_binary("TOLLGATE_BIN", "tollgate"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOLLGATE_")}
+    env.update(TOLLGATE_ADMIN_KEY=ADMIN_KEY, TOLLGATE_LOG="info", RUST_BACKTRACE="1")
+
+    def start(name: str, config: dict) -> TenantGateway:
+        work = tmp_path_factory.mktemp(f"tollgate-{name}")
+        config_path = work / "tollgate.yaml"
+        config_path.write_text(json.dumps(config, indent=2))
+        boot = subprocess.run(
+            [binary, "--config", str(config_path), "bootstrap", "--tenant", TENANT_NAME, "--owner", TENANT_OWNER],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT,
+        )
+        if boot.returncode != 0:
+            raise RuntimeError(f"tollgate bootstrap failed ({boot.returncode}):\n{boot.stderr}")
+        key = boot.stdout.strip()
+        argv = [binary, "--config", str(config_path), "--log-format", "json", "serve", "--listen", "127.0.0.1:0"]
+        proc = Process(f"tollgate-{name}", argv, work, env)
+        gw = None
+        try:
+            m = proc.wait_for(r'"address":"([^"]+)"|tollgate listening address=(\S+)')
+            base = f"http://{m.group(1) or m.group(2)}"
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            while True:
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=2, trust_env=False).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"GET {base}/healthz never answered 200:\n{proc.log()}")
+                time.sleep(0.05)
+            gw = TenantGateway(base, key, proc, work)
+            started.append(gw)
+            return gw
+        finally:
+            if gw is None:
+                proc.stop()
+
+    yield start
+    for gw in started:
+        gw.stop()
 
 
 @pytest.fixture(autouse=True)

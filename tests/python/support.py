@@ -150,3 +150,48 @@ def error_texts(exc) -> list[object]:
             pass
         out.append(dict(response.headers))
     return out
+
+
+# === gateways of their own (test_limits.py): a store, a tenant, limits and prices ===
+
+# The mock's model names start with "m" and are priced at $1 per token in and out (1e6 USD per
+# million tokens), so a request's cost in dollars is its token count.
+NANODOLLARS_PER_TOKEN = 1_000_000_000
+# The CLI's bootstrap creates this tenant (and its owner); its key is the gateway's tenant key.
+TENANT_NAME = "t"
+TENANT_OWNER = "o"
+
+
+def tenant_gateway_config(mock_addr: str, limits: dict | None = None) -> dict:
+    """A config on a SQLite store next to the config file, with `echo` (free), `fast` (the mock,
+    model `m`) and `slow` (the mock, 4 s before it answers), the mock priced at $1 per token,
+    and `limits` as the config's `limits` section."""
+    mock = f"http://{mock_addr}"
+    config = {
+        "listen": "127.0.0.1:0",
+        "server": {"shutdown_grace": "1s"},
+        "store": {"url": "sqlite://tollgate.db"},
+        "providers": {
+            "echo": {"kind": "echo"},
+            "up": {"kind": "openai_compatible", "base_url": f"{mock}/v1"},
+        },
+        "models": {
+            "echo": {"deployments": [{"provider": "echo", "model": "echo-1"}]},
+            "fast": {"deployments": [{"provider": "up", "model": "m"}]},
+            "slow": {"deployments": [{"provider": "up", "model": "m~latency_ms=4000"}]},
+        },
+        "pricing": {
+            "prices": [
+                {
+                    "provider": "mock",
+                    "model": "m*",
+                    "effective_from": "2024-01-01",
+                    "input": "1000000",
+                    "output": "1000000",
+                }
+            ]
+        },
+    }
+    if limits is not None:
+        config["limits"] = limits
+    return config

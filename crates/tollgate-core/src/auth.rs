@@ -22,6 +22,7 @@ use tollgate_types::tenancy::{
 use tollgate_types::{ErrorKind, GatewayError};
 
 use crate::limits::ScopeLimits;
+use crate::limits::plan::PlanCache;
 use crate::metering::{TenantPricing, tenant_pricing};
 use crate::secrets::api_key::{hash_key, is_well_formed};
 
@@ -57,6 +58,8 @@ pub struct KeyPrincipal {
     pub limits: ScopeLimits,
     /// The tenant's negotiated prices (parsed) and markup.
     pub pricing: Arc<TenantPricing>,
+    /// The limit plans of this key, by model alias (derived, built on first use).
+    pub plans: PlanCache,
 }
 
 impl From<KeyAuth> for KeyPrincipal {
@@ -78,6 +81,7 @@ impl From<KeyAuth> for KeyPrincipal {
             revoked_at: k.revoked_at,
             limits: ScopeLimits { key: k.key_limits, project: k.project_limits, tenant: k.tenant_limits },
             pricing: Arc::new(pricing),
+            plans: PlanCache::default(),
         }
     }
 }

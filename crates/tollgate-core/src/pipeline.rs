@@ -311,11 +311,11 @@ impl Gateway {
     ) -> Result<RateLimitHeaders, GatewayError> {
         let Some(enforcer) = &self.enforcer else { return Ok(RateLimitHeaders::default()) };
         let plan = enforcer.plan(&ctx.principal, &route.alias);
-        let deployment_limits = route.deployments.iter().any(|d| !d.limits.is_empty());
+        let deployment_limits = route.deployments.iter().any(|d| !d.limit_plan.is_empty());
         if plan.is_empty() && !deployment_limits {
             return Ok(RateLimitHeaders::default());
         }
-        let deployment_tokens = route.deployments.iter().any(|d| d.limits.tpm.is_some());
+        let deployment_tokens = route.deployments.iter().any(|d| d.limit_plan.needs_tokens());
         let estimate = if plan.needs_tokens() || plan.needs_cost() || deployment_tokens {
             self.estimate(ctx, enforcer, route, demand)
         } else {

@@ -33,6 +33,8 @@ pub struct Deployment {
     pub adapter: Arc<dyn ProviderAdapter>,
     /// This deployment's own limits (its provider account's quota), shared by every caller.
     pub limits: tollgate_types::limits::RateLimits,
+    /// Those limits as reservations, built once.
+    pub limit_plan: crate::limits::Plan,
     /// The provider kind (prices are namespaced by it).
     pub kind: ProviderKind,
     /// What the adapter was built from, to build variants with a tenant's credential.
@@ -101,6 +103,7 @@ impl Registry {
                         upstream_model: d.model.clone(),
                         timeouts: d.timeouts,
                         limits: d.limits,
+                        limit_plan: crate::limits::Plan::for_deployment(&d.name, d.limits),
                         adapter,
                     })),
                     Err(e) => issues.push(ConfigIssue { path, message: e.message }),

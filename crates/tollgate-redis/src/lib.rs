@@ -138,12 +138,12 @@ impl RedisRateLimiter {
         }
     }
 
-    /// FCALL, loading the library once if Redis does not know the function.
-    async fn fcall(&self, name: &str, keys: &[String], args: &[String]) -> Result<redis::Value, LimitError> {
+    /// FCALL of `cmd` (built by [`fcall_cmd`]), loading the library once if Redis does not know
+    /// the function.
+    async fn fcall(&self, cmd: redis::Cmd) -> Result<redis::Value, LimitError> {
         let call = || {
             let mut conn = self.conn.clone();
-            let mut cmd = redis::cmd("FCALL");
-            cmd.arg(name).arg(keys.len()).arg(keys).arg(args);
+            let cmd = cmd.clone();
             async move { cmd.query_async::<redis::Value>(&mut conn).await }
         };
         let first = tokio::time::timeout(self.cfg.timeout, call()).await;
@@ -190,6 +190,14 @@ impl RedisRateLimiter {
     }
 }
 
+/// `FCALL name numkeys`: the caller appends the keys, then the arguments (numbers are written
+/// straight into the command, without intermediate strings).
+fn fcall_cmd(name: &str, keys: usize) -> redis::Cmd {
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg(name).arg(keys);
+    cmd
+}
+
 fn unavailable(e: redis::RedisError) -> LimitError {
     LimitError::Unavailable(e.to_string())
 }
@@ -201,15 +209,18 @@ impl RateLimiter for RedisRateLimiter {
             return Ok(Admission::default());
         }
         let now = self.clock.now_utc();
-        let mut keys = Vec::with_capacity(reqs.len());
-        let mut args = Vec::with_capacity(1 + reqs.len() * 4);
-        args.push(uuid::Uuid::now_v7().simple().to_string());
+        let mut cmd = fcall_cmd(RESERVE_FN, reqs.len());
+        let mut params = Vec::with_capacity(reqs.len());
         for r in reqs {
             let (key, kind, param) = self.key_of(&r.key, r.kind, now);
-            keys.push(key);
-            args.extend([kind.to_owned(), r.limit.to_string(), r.amount.to_string(), param.to_string()]);
+            cmd.arg(key);
+            params.push((kind, r.limit, r.amount, param));
         }
-        let raw = self.fcall(RESERVE_FN, &keys, &args).await?;
+        cmd.arg(uuid::Uuid::now_v7().simple().to_string());
+        for (kind, limit, amount, param) in params {
+            cmd.arg(kind).arg(limit).arg(amount).arg(param);
+        }
+        let raw = self.fcall(cmd).await?;
         let ints: Vec<i64> =
             redis::from_redis_value(raw).map_err(|e| LimitError::Unavailable(e.to_string()))?;
         let reply = ReserveReplyV1::parse(&ints, reqs.len())?;
@@ -240,15 +251,18 @@ impl RateLimiter for RedisRateLimiter {
             return Ok(());
         }
         let now = self.clock.now_utc();
-        let mut keys = Vec::with_capacity(adjustments.len());
-        let mut args = Vec::with_capacity(1 + adjustments.len() * 3);
-        args.push(uuid::Uuid::now_v7().simple().to_string());
-        for a in adjustments {
+        let mut cmd = fcall_cmd(SETTLE_FN, adjustments.len());
+        let mut params = Vec::with_capacity(adjustments.len());
+        for a in &adjustments {
             let (key, kind, param) = self.key_of(&a.key, a.kind, now);
-            keys.push(key);
-            args.extend([kind.to_owned(), a.delta.to_string(), param.to_string()]);
+            cmd.arg(key);
+            params.push((kind, a.delta, param));
         }
-        self.fcall(SETTLE_FN, &keys, &args).await.map(drop)
+        cmd.arg(uuid::Uuid::now_v7().simple().to_string());
+        for (kind, delta, param) in params {
+            cmd.arg(kind).arg(delta).arg(param);
+        }
+        self.fcall(cmd).await.map(drop)
     }
 }
 

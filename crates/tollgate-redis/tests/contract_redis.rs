@@ -101,7 +101,7 @@ async fn two_nodes_never_overshoot_one_budget() {
     let (a, b): (Arc<dyn RateLimiter>, Arc<dyn RateLimiter>) =
         (Arc::new(node(clock.clone())), Arc::new(node(clock)));
     let budget = Reservation {
-        key: format!("{}:proj", ns()),
+        key: format!("{}:proj", ns()).into(),
         kind: LimitKind::Calendar { period: BudgetPeriod::Month },
         limit: 1_000_000_000,
         amount: 75_000_000,
@@ -117,7 +117,7 @@ async fn two_nodes_never_overshoot_one_budget() {
     while let Some(res) = set.join_next().await {
         match res.unwrap() {
             Ok(_) => admitted += 1,
-            Err(LimitError::Exceeded { name, .. }) => assert_eq!(name, "project monthly budget"),
+            Err(LimitError::Exceeded { name, .. }) => assert_eq!(&*name, "project monthly budget"),
             Err(e) => unreachable!("{e}"),
         }
     }
@@ -197,14 +197,14 @@ async fn keys_carry_ttls() {
     l.reserve(&[
         rpm(&format!("{n}:w"), 10),
         Reservation {
-            key: format!("{n}:b"),
+            key: format!("{n}:b").into(),
             kind: LimitKind::Calendar { period: tollgate_types::ports::BudgetPeriod::Month },
             limit: 100,
             amount: 1,
             name: "budget".into(),
         },
         Reservation {
-            key: format!("{n}:s"),
+            key: format!("{n}:s").into(),
             kind: LimitKind::Concurrency,
             limit: 2,
             amount: 1,

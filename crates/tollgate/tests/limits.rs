@@ -41,6 +41,7 @@ providers:
 models:
   echo: {{ deployments: [ {{ provider: echo, model: echo-1 }} ] }}
   slow: {{ deployments: [ {{ provider: up, model: "m~latency_ms=400" }} ] }}
+  fast: {{ deployments: [ {{ provider: up, model: m }} ] }}
 pricing:
   prices:
     - {{ provider: mock, model: "m*", effective_from: "2024-01-01", input: "1000000", output: "1000000" }}
@@ -285,4 +286,149 @@ async fn an_unreachable_redis_fails_open_or_closed_as_configured_and_quickly() {
             "the failure is counted:\n{metrics}"
         );
     }
+}
+
+/// The tenant's and the bootstrap key's ids, through the CLI.
+fn tenant_and_key(config: &Path) -> (String, String) {
+    let tenant =
+        support::cli_json(config, &["tenants", "list"])["data"][0]["id"].as_str().unwrap().to_owned();
+    let keys = support::cli_json(config, &["keys", "list", "--tenant", &tenant]);
+    (tenant, keys["data"][0]["id"].as_str().unwrap().to_owned())
+}
+
+async fn admin_put(http: &reqwest::Client, gw: &Gateway, path: &str, body: Value) {
+    let resp = http.put(gw.url(path)).bearer_auth(support::ADMIN_KEY).json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "PUT {path}: {}", resp.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn limits_and_prices_set_through_the_admin_api_apply_to_the_next_request() {
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new("limits-admin");
+    let config = config(&dir, &mock, "");
+    let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let (tenant, key_id) = tenant_and_key(&config);
+    let gw = Gateway::start(&config);
+    let http = reqwest::Client::new();
+
+    // No limits yet: no rate-limit headers.
+    let resp = chat(&http, &gw, &key, "echo").await;
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().get("x-ratelimit-limit-requests").is_none());
+
+    admin_put(
+        &http,
+        &gw,
+        &format!("/admin/v1/tenants/{tenant}/keys/{key_id}/limits"),
+        json!({"rate": {"rpm": 2}}),
+    )
+    .await;
+    let statuses: Vec<u16> = futures::future::join_all((0..3).map(|_| chat(&http, &gw, &key, "echo")))
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 2, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 1, "{statuses:?}");
+
+    // Negotiated prices (+10% markup) win over the config's for this tenant.
+    admin_put(&http, &gw, &format!("/admin/v1/tenants/{tenant}/keys/{key_id}/limits"), json!({})).await;
+    admin_put(
+        &http,
+        &gw,
+        &format!("/admin/v1/tenants/{tenant}/pricing"),
+        json!({"markup_bps": 1000, "prices": [{"id": "acme-negotiated", "provider": "mock", "model": "m*",
+            "effective_from": "2024-01-01", "input": "2000000", "output": "2000000"}]}),
+    )
+    .await;
+    let resp = chat(&http, &gw, &key, "slow").await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let tokens = body["usage"]["prompt_tokens"].as_i64().unwrap()
+        + body["usage"]["completion_tokens"].as_i64().unwrap();
+    let url = format!("sqlite://{}", dir.0.join("tollgate.db").display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let row = loop {
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        let row = sqlx::query("SELECT cost_nanodollars, price_id FROM usage_records WHERE model = 'slow'")
+            .fetch_optional(&mut conn)
+            .await
+            .unwrap();
+        match row {
+            Some(row) => break row,
+            None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => panic!("the usage record was not written"),
+        }
+    };
+    let (cost, price_id): (i64, String) = (row.get("cost_nanodollars"), row.get("price_id"));
+    assert_eq!(price_id, "acme-negotiated");
+    assert_eq!(cost, tokens * 2_200_000_000, "$2 per token + 10%");
+}
+
+#[tokio::test]
+async fn budget_alerts_reach_a_signed_webhook_once_per_threshold() {
+    use axum::body::Bytes;
+    use axum::http::HeaderMap;
+
+    let received = Arc::new(tokio::sync::Mutex::new(Vec::<(HeaderMap, Bytes)>::new()));
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().await.push((headers, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    #[expect(clippy::disallowed_methods, reason = "the receiver lives as long as the test")]
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new("limits-alerts");
+    let extra = format!(
+        "limits: {{ defaults: {{ tenant: {{ budgets: [ {{ period: month, limit_usd: \"60\" }} ] }} }} }}\nbudgets: {{ alert_at_percent: [25, 50], webhook_url: \"{hook}\", webhook_secret: \"s3cret\" }}\n"
+    );
+    let config = config(&dir, &mock, &extra);
+    let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let gw = Gateway::start(&config);
+    let http = reqwest::Client::new();
+    let mut spent = 0;
+    for _ in 0..14 {
+        let resp = chat(&http, &gw, &key, "fast").await;
+        let status = resp.status();
+        let u: Value = resp.json().await.unwrap();
+        if status == 200 {
+            spent += u["usage"]["prompt_tokens"].as_u64().unwrap()
+                + u["usage"]["completion_tokens"].as_u64().unwrap();
+        } else {
+            eprintln!("refused: {u}");
+        }
+    }
+    assert!(spent >= 30, "the requests spent past 50% of the budget (${spent})");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while received.lock().await.len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // a duplicate would arrive by now
+    let got = received.lock().await.clone();
+    let mut thresholds: Vec<u64> = got
+        .iter()
+        .map(|(headers, body)| {
+            let ts = headers["x-tollgate-timestamp"].to_str().unwrap();
+            let sig = headers["x-tollgate-signature"].to_str().unwrap();
+            assert!(tollgate_core::alerts::verify_signature(b"s3cret", ts, body, sig), "signed");
+            let alert: Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(alert["kind"], "budget.threshold");
+            assert_eq!(alert["scope"], "tenant");
+            assert_eq!(alert["period"], "month");
+            assert_eq!(alert["limit_usd"], "60");
+            alert["threshold_percent"].as_u64().unwrap()
+        })
+        .collect();
+    thresholds.sort_unstable();
+    assert_eq!(thresholds, [25, 50], "one alert per threshold");
 }

@@ -138,6 +138,7 @@ mod tests {
             revoked_at: None,
             limits: Default::default(),
             pricing: Default::default(),
+            plans: Default::default(),
         })))
     }
 

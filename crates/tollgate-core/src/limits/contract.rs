@@ -79,7 +79,7 @@ fn budget(key: &str, period: BudgetPeriod, limit: u64, amount: u64) -> Reservati
         kind: LimitKind::Calendar { period },
         limit,
         amount,
-        name: format!("project {} budget", period.as_str()),
+        name: format!("project {} budget", period.as_str()).into(),
     }
 }
 
@@ -102,7 +102,7 @@ fn exceeded(
     r: Result<tollgate_types::ports::Admission, LimitError>,
 ) -> Result<(String, u64, Option<Duration>), LimitError> {
     match r {
-        Err(LimitError::Exceeded { name, limit, retry_after }) => Ok((name, limit, retry_after)),
+        Err(LimitError::Exceeded { name, limit, retry_after }) => Ok((name.to_string(), limit, retry_after)),
         Err(e) => Err(e),
         Ok(a) => Err(LimitError::Unavailable(format!("expected Exceeded, got an admission: {a:?}"))),
     }
@@ -114,7 +114,7 @@ pub async fn window_limit_enforced_with_name_and_retry_after(f: Fixture) -> Resu
     for want in [2, 1, 0] {
         let a = f.limiter.reserve(std::slice::from_ref(&r)).await?;
         assert_eq!(a.limits.len(), 1);
-        assert_eq!(a.limits[0].name, "key requests per minute");
+        assert_eq!(&*a.limits[0].name, "key requests per minute");
         assert_eq!(a.limits[0].limit, 3);
         assert_eq!(a.limits[0].remaining, want);
         assert!(!a.degraded);
@@ -239,7 +239,7 @@ pub async fn settle_never_goes_below_zero_and_ignores_unknown_keys(f: Fixture) -
             adj(&window(&format!("{n}:nope"), HOUR, 1, 1, "x"), -3),
             adj(&s, -1),
             Adjustment {
-                key: format!("{n}:nope2"),
+                key: format!("{n}:nope2").into(),
                 kind: LimitKind::Calendar { period: BudgetPeriod::Total },
                 delta: -7,
             },

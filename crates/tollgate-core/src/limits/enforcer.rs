@@ -24,7 +24,7 @@ use tollgate_types::ports::{
 };
 use tollgate_types::{ErrorKind, GatewayError};
 
-use super::plan::{BudgetItem, Estimate, Plan, RateItem, rate_reservations};
+use super::plan::{BudgetItem, Estimate, Plan};
 use crate::alerts::{AlertNotifier, BudgetAlert};
 use crate::auth::Principal;
 use crate::config::{BudgetsConfig, LimitDefaults, LimitsConfig};
@@ -53,6 +53,8 @@ pub struct Enforcer {
     alert_percents: Vec<u8>,
     queue: mpsc::Sender<Work>,
     clock: Arc<dyn Clock>,
+    /// The plan of callers no tenant limit applies to (the super-admin).
+    unlimited: Arc<Plan>,
 }
 
 enum Work {
@@ -85,9 +87,9 @@ pub struct Charge {
     enforcer: Option<Arc<Enforcer>>,
     estimate: Estimate,
     /// Counters charged with `estimate.tokens` (token windows) or `estimate.cost` (budgets).
-    tokens: Vec<(String, LimitKind)>,
-    budgets: Vec<(String, LimitKind)>,
-    slots: Vec<String>,
+    tokens: Vec<(Arc<str>, LimitKind)>,
+    budgets: Vec<(Arc<str>, LimitKind)>,
+    slots: Vec<Arc<str>>,
     /// The reservations of the deployment currently serving the request.
     deployment: Mutex<Option<Hold>>,
     settled: AtomicBool,
@@ -96,8 +98,8 @@ pub struct Charge {
 
 #[derive(Default)]
 struct Hold {
-    tokens: Option<(String, LimitKind)>,
-    slot: Option<String>,
+    tokens: Option<(Arc<str>, LimitKind)>,
+    slot: Option<Arc<str>>,
 }
 
 impl Enforcer {
@@ -116,14 +118,21 @@ impl Enforcer {
             alert_percents: budgets.alert_at_percent.clone(),
             queue: tx,
             clock: clock.clone(),
+            unlimited: Arc::new(Plan::default()),
         });
         let worker = SettleWorker { rx, limiter, notifier, clock, sent: std::collections::HashSet::new() };
         (enforcer, worker)
     }
 
-    /// The limits a request by `principal` to `alias` falls under (no I/O).
-    pub fn plan(&self, principal: &Principal, alias: &str) -> Plan {
-        Plan::for_request(principal, alias, &self.defaults)
+    /// The limits a request by `principal` to `alias` falls under (no I/O; built once per
+    /// cached principal and alias).
+    pub fn plan(&self, principal: &Principal, alias: &str) -> Arc<Plan> {
+        match principal {
+            Principal::Key(k) => {
+                k.plans.get_or_build(alias, || Plan::for_request(principal, alias, &self.defaults))
+            }
+            Principal::SuperAdmin => self.unlimited.clone(),
+        }
     }
 
     /// Output tokens assumed for a budget reservation when the request sets no maximum.
@@ -147,7 +156,8 @@ impl Enforcer {
             Ok(a) => a,
             Err(e) => {
                 if let LimitError::Exceeded { name, .. } = &e
-                    && let Some(b) = plan.budgets.iter().find(|b| budget_name(b) == *name)
+                    && let Some(r) = reservations.iter().find(|r| r.name == *name)
+                    && let Some(b) = plan.budgets.iter().find(|b| b.key == r.key)
                 {
                     self.check_budget(b, b.spec.limit_usd.nanodollars);
                 }
@@ -166,7 +176,7 @@ impl Enforcer {
                         self.check_budget(b, spent);
                     }
                 }
-                LimitKind::Window { .. } if r.key.ends_with(":tpm") => {
+                LimitKind::Window { .. } if Plan::is_tokens(r) => {
                     charge.tokens.push((r.key.clone(), r.kind));
                     keep_tightest(&mut charge.headers.tokens, status);
                 }
@@ -179,23 +189,17 @@ impl Enforcer {
     /// Reserves the limits of the deployment an attempt is about to use. A refusal is an
     /// attempt failure (rate limited), so the caller falls through to the next deployment.
     pub async fn admit_deployment(&self, charge: &Charge, d: &Deployment) -> Result<(), ProviderError> {
-        if d.limits.is_empty() {
+        if d.limit_plan.is_empty() {
             return Ok(());
         }
-        let item = RateItem {
-            prefix: format!("d:{}", d.name),
-            label: format!("deployment {}", d.name),
-            limits: d.limits,
-        };
-        let mut reservations = Vec::with_capacity(3);
-        rate_reservations(&item, charge.estimate.tokens, &mut reservations);
+        let reservations = d.limit_plan.reservations(charge.estimate);
         match self.limiter.reserve(&reservations).await {
             Ok(_) => {
                 let mut hold = Hold::default();
                 for r in reservations {
                     match r.kind {
                         LimitKind::Concurrency => hold.slot = Some(r.key),
-                        LimitKind::Window { .. } if r.key.ends_with(":tpm") => {
+                        LimitKind::Window { .. } if Plan::is_tokens(&r) => {
                             hold.tokens = Some((r.key, r.kind))
                         }
                         _ => {}
@@ -250,10 +254,6 @@ impl Enforcer {
             }));
         }
     }
-}
-
-fn budget_name(b: &BudgetItem) -> String {
-    format!("{} budget of {}", b.spec.period.as_str(), b.label)
 }
 
 fn keep_tightest(slot: &mut Option<LimitStatus>, status: &LimitStatus) {
@@ -520,11 +520,11 @@ impl SettleWorker {
             }
             self.sent.insert(local);
             let dedup = Reservation {
-                key: format!("alert:{}:{percent}", item.key),
+                key: format!("alert:{}:{percent}", item.key).into(),
                 kind: LimitKind::Calendar { period },
                 limit: 1,
                 amount: 1,
-                name: "budget alert".to_owned(),
+                name: "budget alert".into(),
             };
             match self.limiter.reserve(&[dedup]).await {
                 Ok(_) => {}

@@ -28,7 +28,7 @@ pub struct MemoryRateLimiter {
     max_hold: Duration,
 }
 
-type Key = (String, LimitKind);
+type Key = (Arc<str>, LimitKind);
 
 #[derive(Default)]
 struct State {

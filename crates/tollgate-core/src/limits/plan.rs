@@ -4,8 +4,10 @@
 //! [`Reservation`]s needs the request's estimates (tokens, worst-case cost), which are only
 //! computed when some limit needs them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::RwLock;
 use tollgate_types::limits::{BudgetSpec, LimitPolicy, RateLimits};
 use tollgate_types::ports::{LimitKind, Reservation};
 use tollgate_types::tenancy::TenantId;
@@ -35,16 +37,6 @@ impl ScopeKind {
     }
 }
 
-/// The rate limits of one scope (optionally narrowed to a model alias).
-#[derive(Debug, Clone)]
-pub struct RateItem {
-    /// Counter key prefix: `k:<key id>`, `t:<tenant id>:m:<alias>`, `d:<deployment>`.
-    pub prefix: String,
-    /// How messages name the scope: "this API key", "model gpt-4o for this tenant".
-    pub label: String,
-    pub limits: RateLimits,
-}
-
 /// One budget of one scope.
 #[derive(Debug, Clone)]
 pub struct BudgetItem {
@@ -52,15 +44,23 @@ pub struct BudgetItem {
     pub scope: ScopeKind,
     pub scope_id: String,
     /// Counter key (the period is part of it, so changing a budget's period starts afresh).
-    pub key: String,
-    pub label: String,
+    pub key: Arc<str>,
     pub spec: BudgetSpec,
 }
 
-/// Every limit one request falls under (before the deployment is chosen).
+/// What a reservation takes from a request's estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Amount {
+    One,
+    Tokens,
+    Cost,
+}
+
+/// Every limit one request (or one deployment attempt) falls under, with its reservations built
+/// once: keys and names are shared strings, so a request only fills in the amounts.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    pub rates: Vec<RateItem>,
+    templates: Vec<(Reservation, Amount)>,
     pub budgets: Vec<BudgetItem>,
 }
 
@@ -79,21 +79,14 @@ impl Plan {
     pub fn for_request(principal: &Principal, alias: &str, defaults: &LimitDefaults) -> Plan {
         let mut plan = Plan::default();
         let Principal::Key(k) = principal else { return plan };
-        let scopes: [(ScopeKind, &LimitPolicy, &LimitPolicy, String, String, &str); 3] = [
-            (
-                ScopeKind::Key,
-                &k.limits.key,
-                &defaults.key,
-                k.key_id.0.to_string(),
-                "k".to_owned(),
-                "this API key",
-            ),
+        let scopes: [(ScopeKind, &LimitPolicy, &LimitPolicy, String, &str, &str); 3] = [
+            (ScopeKind::Key, &k.limits.key, &defaults.key, k.key_id.0.to_string(), "k", "this API key"),
             (
                 ScopeKind::Project,
                 &k.limits.project,
                 &defaults.project,
                 k.project_id.0.to_string(),
-                "p".to_owned(),
+                "p",
                 "this project",
             ),
             (
@@ -101,104 +94,116 @@ impl Plan {
                 &k.limits.tenant,
                 &defaults.tenant,
                 k.tenant_id.0.to_string(),
-                "t".to_owned(),
+                "t",
                 "this tenant",
             ),
         ];
+        let mut budgets = Vec::new();
         for (scope, own, default, id, tag, label) in scopes {
             let prefix = format!("{tag}:{id}");
-            let rates = own.rate.or(default.rate);
-            if !rates.is_empty() {
-                plan.rates.push(RateItem { prefix: prefix.clone(), label: label.to_owned(), limits: rates });
-            }
+            plan.push_rates(&prefix, label, own.rate.or(default.rate));
             let model_rates = match (own.models.get(alias), default.models.get(alias)) {
                 (Some(o), Some(d)) => o.or(*d),
                 (Some(o), None) => *o,
                 (None, Some(d)) => *d,
                 (None, None) => RateLimits::default(),
             };
-            if !model_rates.is_empty() {
-                plan.rates.push(RateItem {
-                    prefix: format!("{prefix}:m:{alias}"),
-                    label: format!("model {alias} for {label}"),
-                    limits: model_rates,
-                });
+            plan.push_rates(
+                &format!("{prefix}:m:{alias}"),
+                &format!("model {alias} for {label}"),
+                model_rates,
+            );
+            let specs = if own.budgets.is_empty() { &default.budgets } else { &own.budgets };
+            for spec in specs {
+                let key: Arc<str> = format!("{prefix}:budget:{}", spec.period.as_str()).into();
+                budgets.push((
+                    Reservation {
+                        key: key.clone(),
+                        kind: LimitKind::Calendar { period: spec.period },
+                        limit: spec.limit_usd.nanodollars,
+                        amount: 0,
+                        name: format!("{} budget of {label}", spec.period.as_str()).into(),
+                    },
+                    BudgetItem {
+                        tenant_id: k.tenant_id,
+                        scope,
+                        scope_id: id.clone(),
+                        key,
+                        spec: spec.clone(),
+                    },
+                ));
             }
-            let budgets = if own.budgets.is_empty() { &default.budgets } else { &own.budgets };
-            for spec in budgets {
-                plan.budgets.push(BudgetItem {
-                    tenant_id: k.tenant_id,
-                    scope,
-                    scope_id: id.clone(),
-                    key: format!("{prefix}:budget:{}", spec.period.as_str()),
-                    label: label.to_owned(),
-                    spec: spec.clone(),
-                });
-            }
+        }
+        // Budgets last: a request over a rate limit is refused as such, not as over budget.
+        for (r, item) in budgets {
+            plan.templates.push((r, Amount::Cost));
+            plan.budgets.push(item);
         }
         plan
     }
 
+    /// The plan of an attempt on a deployment with `limits` (its provider account's quota).
+    pub fn for_deployment(name: &str, limits: RateLimits) -> Plan {
+        let mut plan = Plan::default();
+        plan.push_rates(&format!("d:{name}"), &format!("deployment {name}"), limits);
+        plan
+    }
+
+    /// Requests, tokens and in-flight reservations of one scope.
+    fn push_rates(&mut self, prefix: &str, label: &str, l: RateLimits) {
+        let mut push = |suffix: &str, kind, limit, amount, what: &str| {
+            let r = Reservation {
+                key: format!("{prefix}:{suffix}").into(),
+                kind,
+                limit,
+                amount: 0,
+                name: format!("{what} of {label}").into(),
+            };
+            self.templates.push((r, amount));
+        };
+        let window = LimitKind::Window { period: MINUTE };
+        if let Some(rpm) = l.rpm {
+            push("rpm", window, rpm, Amount::One, "requests per minute");
+        }
+        if let Some(tpm) = l.tpm {
+            push("tpm", window, tpm, Amount::Tokens, "tokens per minute");
+        }
+        if let Some(max) = l.max_concurrent {
+            push("conc", LimitKind::Concurrency, max, Amount::One, "concurrent requests");
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.rates.is_empty() && self.budgets.is_empty()
+        self.templates.is_empty()
     }
 
     pub fn needs_tokens(&self) -> bool {
-        self.rates.iter().any(|r| r.limits.tpm.is_some())
+        self.templates.iter().any(|(_, a)| *a == Amount::Tokens)
     }
 
     pub fn needs_cost(&self) -> bool {
         !self.budgets.is_empty()
     }
 
-    /// The reservations, rate limits first (in scope order: key, project, tenant), budgets last.
+    /// The reservations with this request's amounts, in order: rate limits by scope (key,
+    /// project, tenant, each followed by its per-model limits), then budgets.
     pub fn reservations(&self, estimate: Estimate) -> Vec<Reservation> {
-        let mut out = Vec::with_capacity(self.rates.len() * 3 + self.budgets.len());
-        for item in &self.rates {
-            rate_reservations(item, estimate.tokens, &mut out);
-        }
-        for b in &self.budgets {
-            out.push(Reservation {
-                key: b.key.clone(),
-                kind: LimitKind::Calendar { period: b.spec.period },
-                limit: b.spec.limit_usd.nanodollars,
-                amount: estimate.cost,
-                name: format!("{} budget of {}", b.spec.period.as_str(), b.label),
-            });
-        }
-        out
+        self.templates
+            .iter()
+            .map(|(r, amount)| Reservation {
+                amount: match amount {
+                    Amount::One => 1,
+                    Amount::Tokens => estimate.tokens,
+                    Amount::Cost => estimate.cost,
+                },
+                ..r.clone()
+            })
+            .collect()
     }
-}
 
-/// Requests, tokens and in-flight reservations of one scope.
-pub fn rate_reservations(item: &RateItem, tokens: u64, out: &mut Vec<Reservation>) {
-    let l = &item.limits;
-    if let Some(rpm) = l.rpm {
-        out.push(Reservation {
-            key: format!("{}:rpm", item.prefix),
-            kind: LimitKind::Window { period: MINUTE },
-            limit: rpm,
-            amount: 1,
-            name: format!("requests per minute of {}", item.label),
-        });
-    }
-    if let Some(tpm) = l.tpm {
-        out.push(Reservation {
-            key: format!("{}:tpm", item.prefix),
-            kind: LimitKind::Window { period: MINUTE },
-            limit: tpm,
-            amount: tokens,
-            name: format!("tokens per minute of {}", item.label),
-        });
-    }
-    if let Some(max) = l.max_concurrent {
-        out.push(Reservation {
-            key: format!("{}:conc", item.prefix),
-            kind: LimitKind::Concurrency,
-            limit: max,
-            amount: 1,
-            name: format!("concurrent requests of {}", item.label),
-        });
+    /// Whether `r` (one of this plan's reservations) counts tokens.
+    pub fn is_tokens(r: &Reservation) -> bool {
+        r.key.ends_with(":tpm")
     }
 }
 
@@ -208,6 +213,50 @@ pub struct ScopeLimits {
     pub key: LimitPolicy,
     pub project: LimitPolicy,
     pub tenant: LimitPolicy,
+}
+
+/// A principal's plans by model alias, built on first use. It lives in the cached principal,
+/// so a change to the key's, project's or tenant's limits (which replaces the principal) starts
+/// a fresh cache.
+#[derive(Default)]
+pub struct PlanCache(RwLock<Vec<(Box<str>, Arc<Plan>)>>);
+
+/// Aliases one key's cache holds before it is cleared (a key calls few models).
+const PLANS_PER_KEY: usize = 64;
+
+impl PlanCache {
+    pub fn get_or_build(&self, alias: &str, build: impl FnOnce() -> Plan) -> Arc<Plan> {
+        if let Some((_, plan)) = self.0.read().iter().find(|(a, _)| &**a == alias) {
+            return plan.clone();
+        }
+        let plan = Arc::new(build());
+        let mut plans = self.0.write();
+        if plans.len() >= PLANS_PER_KEY {
+            plans.clear();
+        }
+        plans.push((alias.into(), plan.clone()));
+        plan
+    }
+}
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanCache(..)")
+    }
+}
+
+impl Clone for PlanCache {
+    /// A clone starts empty: plans are derived data.
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for PlanCache {
+    /// Derived data: never part of a principal's identity.
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -236,6 +285,7 @@ mod tests {
             revoked_at: None,
             limits,
             pricing: Arc::default(),
+            plans: PlanCache::default(),
         }))
     }
 
@@ -253,8 +303,11 @@ mod tests {
         });
 
         let plan = Plan::for_request(&principal(limits.clone()), "gpt-4o", &defaults);
-        let names: Vec<String> =
-            plan.reservations(Estimate { tokens: 42, cost: 7 }).into_iter().map(|r| r.name).collect();
+        let names: Vec<String> = plan
+            .reservations(Estimate { tokens: 42, cost: 7 })
+            .into_iter()
+            .map(|r| r.name.to_string())
+            .collect();
         assert_eq!(
             names,
             [
@@ -267,13 +320,17 @@ mod tests {
         let r = plan.reservations(Estimate { tokens: 42, cost: 7 });
         assert_eq!((r[0].limit, r[0].amount), (10, 1), "the key's own rpm wins over the default");
         assert_eq!((r[1].limit, r[1].amount), (1000, 42), "the default tpm fills the gap");
-        assert_eq!(r[2].key, format!("t:{}:m:gpt-4o:tpm", Uuid::from_u128(2)));
+        assert_eq!(&*r[2].key, format!("t:{}:m:gpt-4o:tpm", Uuid::from_u128(2)));
         assert_eq!((r[3].limit, r[3].amount), (5_000_000_000, 7));
         assert!(plan.needs_tokens() && plan.needs_cost());
 
         // Another model: no per-model limit.
         let other = Plan::for_request(&principal(limits), "echo", &defaults);
-        assert_eq!(other.rates.len(), 1);
+        assert_eq!(
+            other.reservations(Estimate::default()).len(),
+            3,
+            "the key's rpm and tpm and the project budget; no model limit"
+        );
         // The super-admin has no tenant limits.
         assert!(Plan::for_request(&Principal::SuperAdmin, "gpt-4o", &defaults).is_empty());
     }

@@ -18,14 +18,14 @@ use super::{Cost, Price, PriceError, PriceTable, TenantPricing, cost_with_markup
 /// Bound on cached lookups; when full the cache is cleared (cheap, rare, self-healing).
 const CACHE_MAX: usize = 10_000;
 
-type CacheKey = (ProviderKind, String);
 /// A cached lookup: the UTC day it was made and its result.
 type CacheEntry = (Date, Option<Arc<Price>>);
 
 /// The gateway's prices plus a lookup cache.
 pub struct Pricer {
     table: PriceTable,
-    cache: RwLock<HashMap<CacheKey, CacheEntry>>,
+    /// By provider kind, then upstream model (two levels so a lookup needs no allocation).
+    cache: RwLock<HashMap<ProviderKind, HashMap<String, CacheEntry>>>,
 }
 
 impl Pricer {
@@ -85,18 +85,18 @@ impl Pricer {
         at: OffsetDateTime,
     ) -> Option<Arc<Price>> {
         let day = at.to_offset(time::UtcOffset::UTC).date();
-        let key = (kind, upstream_model.to_owned());
-        if let Some((cached_day, price)) = self.cache.read().get(&key)
+        if let Some((cached_day, price)) = self.cache.read().get(&kind).and_then(|m| m.get(upstream_model))
             && *cached_day == day
         {
             return price.clone();
         }
         let price = self.table.lookup(kind, upstream_model, at).cloned().map(Arc::new);
         let mut cache = self.cache.write();
-        if cache.len() >= CACHE_MAX {
-            cache.clear();
+        let models = cache.entry(kind).or_default();
+        if models.len() >= CACHE_MAX {
+            models.clear();
         }
-        cache.insert(key, (day, price.clone()));
+        models.insert(upstream_model.to_owned(), (day, price.clone()));
         price
     }
 }

@@ -3,7 +3,7 @@
 
 pub mod openai;
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use tollgate_core::limits::RateLimitHeaders;
 use tollgate_core::limits::enforcer::reset_text;
@@ -22,22 +22,34 @@ pub fn with_served(mut resp: Response, d: &Deployment, limits: &RateLimitHeaders
     if let Ok(v) = HeaderValue::from_str(&d.name) {
         h.insert(DEPLOYMENT_HEADER, v);
     }
-    rate_limit_headers(h, "requests", limits.requests.as_ref());
-    rate_limit_headers(h, "tokens", limits.tokens.as_ref());
+    rate_limit_headers(h, &REQUESTS, limits.requests.as_ref());
+    rate_limit_headers(h, &TOKENS, limits.tokens.as_ref());
     resp
 }
 
-/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
-fn rate_limit_headers(h: &mut HeaderMap, what: &str, status: Option<&LimitStatus>) {
+/// OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` names.
+static REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+static TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
+fn rate_limit_headers(
+    h: &mut HeaderMap,
+    [limit, remaining, reset]: &[HeaderName; 3],
+    status: Option<&LimitStatus>,
+) {
     let Some(s) = status else { return };
-    let mut put = |name: String, value: String| {
-        if let (Ok(n), Ok(v)) = (axum::http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            h.insert(n, v);
-        }
-    };
-    put(format!("x-ratelimit-limit-{what}"), s.limit.to_string());
-    put(format!("x-ratelimit-remaining-{what}"), s.remaining.to_string());
-    if let Some(reset) = s.reset_after {
-        put(format!("x-ratelimit-reset-{what}"), reset_text(reset));
+    h.insert(limit.clone(), HeaderValue::from(s.limit));
+    h.insert(remaining.clone(), HeaderValue::from(s.remaining));
+    if let Some(after) = s.reset_after
+        && let Ok(v) = HeaderValue::try_from(reset_text(after))
+    {
+        h.insert(reset.clone(), v);
     }
 }

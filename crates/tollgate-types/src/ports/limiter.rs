@@ -22,6 +22,7 @@
 //! the period that is current at settle time (a request that straddles a budget boundary is
 //! corrected in the new period). Levels never go below zero.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ pub enum LimitError {
     #[error("{name} exceeded (limit {limit})")]
     Exceeded {
         /// The reservation's `name`, e.g. "key requests per minute".
-        name: String,
+        name: Arc<str>,
         /// The reservation's `limit`.
         limit: u64,
         /// When trying again can succeed; `None` when waiting cannot help (a `total` budget, or
@@ -74,8 +75,9 @@ pub enum LimitError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     /// The counter's key, namespaced by the caller, e.g. `k:<key_id>:rpm`. Two reservations
-    /// with the same key and kind share one counter.
-    pub key: String,
+    /// with the same key and kind share one counter. Shared strings: a caller keeps its
+    /// reservations' keys and names and hands out cheap clones per request.
+    pub key: Arc<str>,
     pub kind: LimitKind,
     /// The limit: units per window, budget per period, or slots.
     pub limit: u64,
@@ -83,13 +85,13 @@ pub struct Reservation {
     /// for budgets, 1 for a slot).
     pub amount: u64,
     /// A human name for error messages, e.g. "key requests per minute".
-    pub name: String,
+    pub name: Arc<str>,
 }
 
 /// A correction of an earlier reservation (same `key` and `kind`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adjustment {
-    pub key: String,
+    pub key: Arc<str>,
     pub kind: LimitKind,
     /// Units to add (real amount above the estimate) or to give back (negative); `-1` releases
     /// one concurrency slot.
@@ -194,7 +196,7 @@ pub struct Admission {
 /// The state of one limit right after it was charged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitStatus {
-    pub name: String,
+    pub name: Arc<str>,
     pub limit: u64,
     /// Units still available now.
     pub remaining: u64,
