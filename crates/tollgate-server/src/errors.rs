@@ -66,6 +66,9 @@ impl IntoResponse for ApiError {
             // Round up: "Retry-After: 0" for 0.4 s would invite an immediate retry.
             let secs = ra.as_secs() + u64::from(ra.subsec_nanos() > 0);
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            // The official SDKs read this first: a client may retry after 1.2 s instead of 2 s.
+            let ms = u64::try_from(ra.as_millis()).unwrap_or(u64::MAX).max(1);
+            resp.headers_mut().insert("retry-after-ms", HeaderValue::from(ms));
         }
         if self.0.kind == ErrorKind::BudgetExceeded {
             // A spent budget does not come back in seconds: tells the official SDKs (which
@@ -92,6 +95,7 @@ mod tests {
         let resp = ApiError(e).into_response();
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(resp.headers()["retry-after-ms"], "1500");
         let body = openai_error_json(&GatewayError::invalid_field("temperature", "too hot"));
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(

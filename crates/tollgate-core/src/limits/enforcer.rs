@@ -304,7 +304,7 @@ fn refused(reservations: &[Reservation], e: LimitError, now: OffsetDateTime) -> 
                     )
                 }
             };
-            err.retry_after = retry_after.map(|d| Duration::from_secs(d.as_secs_f64().ceil() as u64));
+            err.retry_after = retry_after;
             err
         }
     }
