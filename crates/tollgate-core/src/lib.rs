@@ -3,7 +3,8 @@
 //! - [`config`]: the YAML file → validated [`config::Config`];
 //! - [`registry`]: model aliases → deployments (adapter + upstream model + timeouts);
 //! - [`pipeline`]: one request, top to bottom: admit → route → call with fallback → settle;
-//! - [`metrics`]: the metric names and the helpers that record them.
+//! - [`metrics`]: the metric names and the helpers that record them;
+//! - [`retention`]: the background job removing usage records past `usage.retention_days`.
 
 pub mod admin;
 pub mod alerts;
@@ -16,6 +17,7 @@ pub mod metering;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod retention;
 pub mod secrets;
 pub mod usage_sink;
 

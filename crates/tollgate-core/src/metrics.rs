@@ -62,6 +62,10 @@ pub fn describe() {
         "Budget alerts dropped: queue full, or still queued at the end of the shutdown drain"
     );
     metrics::describe_counter!(
+        crate::retention::USAGE_RETENTION_DELETED,
+        "Usage records removed past usage.retention_days (deleted, or in a dropped partition)"
+    );
+    metrics::describe_counter!(
         crate::usage_sink::USAGE_WRITE_ERRORS,
         "Usage batches the store refused (retried)"
     );

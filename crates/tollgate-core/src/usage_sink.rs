@@ -203,6 +203,13 @@ mod tests {
         ) -> Result<Vec<tollgate_types::ports::usage::UsageTotals>, StoreError> {
             Err(StoreError::Internal("not used by the sink".into()))
         }
+
+        async fn enforce_retention(
+            &self,
+            _: time::OffsetDateTime,
+        ) -> Result<tollgate_types::ports::usage::RetentionReport, StoreError> {
+            Err(StoreError::Internal("not used by the sink".into()))
+        }
     }
 
     fn rec(n: u64) -> UsageRecord {

@@ -67,6 +67,8 @@ pub struct SharedState {
     usage_writer: parking_lot::Mutex<Option<UsageWriter>>,
     /// The limit settlement worker, until `spawn_background` starts it.
     settle_worker: parking_lot::Mutex<Option<SettleWorker>>,
+    /// `usage.retention_days` (`None`: usage records are kept forever).
+    retention_days: Option<u32>,
     /// The budget-alert delivery worker, until `spawn_background` starts it.
     alert_worker: parking_lot::Mutex<Option<AlertWorker>>,
 }
@@ -113,6 +115,7 @@ impl AppState {
             providers: Arc::new(config.providers.keys().cloned().collect()),
             metrics: crate::prometheus::handle(),
             max_body_bytes: config.server.max_body_bytes,
+            retention_days: config.usage.retention_days,
             in_flight: Arc::new(Semaphore::new(config.server.max_concurrency)),
         })))
     }
@@ -131,6 +134,12 @@ impl AppState {
             tasks.spawn(worker.run(shutdown.clone()));
         }
         let Some(store) = &self.store else { return };
+        tasks.spawn(tollgate_core::retention::run(
+            store.usage.clone(),
+            self.retention_days,
+            tollgate_core::retention::RETENTION_EVERY,
+            shutdown.clone(),
+        ));
         let mut changes = store.changes.subscribe();
         let (auth, gateway, stop) = (self.auth.clone(), self.gateway.clone(), shutdown.clone());
         tasks.spawn(async move {

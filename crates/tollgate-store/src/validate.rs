@@ -14,6 +14,7 @@ use tollgate_types::ports::store::{
     KeyPatch, MemberPatch, NewCredential, NewKey, NewMember, NewProject, NewTenant, ProjectPatch, StoreError,
     TenantPatch,
 };
+use tollgate_types::ports::usage::MIN_RETENTION_AGE;
 use tollgate_types::tenancy::{KeyScope, SealedSecret};
 
 /// Longest accepted name (tenant, project, member, key, credential), in characters.
@@ -140,6 +141,17 @@ pub fn micros(t: OffsetDateTime) -> OffsetDateTime {
 /// The current time in UTC at microsecond precision (see [`micros`]).
 pub fn now() -> OffsetDateTime {
     micros(OffsetDateTime::now_utc())
+}
+
+/// A retention cutoff in UTC at microsecond precision, refused unless it is at least
+/// [`MIN_RETENTION_AGE`] in the past (see `UsageStore::enforce_retention`).
+pub fn retention_cutoff(cutoff: OffsetDateTime) -> Result<OffsetDateTime, StoreError> {
+    if cutoff > OffsetDateTime::now_utc() - MIN_RETENTION_AGE {
+        return Err(invalid(format!(
+            "retention cutoff {cutoff}: must be at least {MIN_RETENTION_AGE} in the past"
+        )));
+    }
+    Ok(micros(cutoff.to_offset(time::UtcOffset::UTC)))
 }
 
 // === per-input normalisers ===

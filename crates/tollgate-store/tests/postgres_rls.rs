@@ -588,3 +588,174 @@ async fn usage_records_are_isolated_and_written_only_through_the_function() {
         .unwrap_err();
     assert_eq!(sqlstate(&err), "42501", "partitions are not readable directly");
 }
+
+// === usage retention ===
+
+/// A usage record of `tenant` at `at`.
+fn usage_at(tenant: TenantId, n: u32, at: time::OffsetDateTime) -> tollgate_types::ports::usage::UsageRecord {
+    tollgate_types::ports::usage::UsageRecord {
+        id: Uuid::now_v7(),
+        request_id: format!("r{n}"),
+        at,
+        tenant_id: Some(tenant),
+        project_id: None,
+        key_id: None,
+        endpoint: "chat".into(),
+        model: "m".into(),
+        provider: None,
+        deployment: None,
+        status: 200,
+        error_code: None,
+        input_tokens: 1,
+        output_tokens: 1,
+        cached_input_tokens: 0,
+        reasoning_tokens: 0,
+        token_source: tollgate_types::ports::usage::TokenSource::Provider,
+        cost_nanodollars: None,
+        price_id: None,
+        latency_ms: 1,
+        ttft_ms: None,
+        cache_status: None,
+        user: None,
+        metadata: Default::default(),
+    }
+}
+
+/// The name of the monthly partition holding `at` (`usage_records_YYYY_MM`, UTC).
+fn partition_of(at: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    format!("usage_records_{:04}_{:02}", at.year(), u8::from(at.month()))
+}
+
+/// The partitions of `usage_records`, by name (read as the owner, from the catalog).
+async fn usage_partitions(owner: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+         WHERE i.inhparent = 'usage_records'::regclass ORDER BY 1",
+    )
+    .fetch_all(owner)
+    .await
+    .unwrap()
+}
+
+/// Whether monthly partition `name` (`usage_records_YYYY_MM`) ends at or before `cutoff`.
+fn month_ends_by(name: &str, cutoff: time::OffsetDateTime) -> Option<bool> {
+    let (year, month) = name.strip_prefix("usage_records_")?.split_once('_')?;
+    let (year, month): (i32, u8) = (year.parse().ok()?, month.parse().ok()?);
+    let (year, month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
+    let end = time::Date::from_calendar_date(year, time::Month::try_from(month).ok()?, 1).ok()?;
+    Some(end.midnight().assume_utc() <= cutoff)
+}
+
+/// Retention drops every monthly partition whose range ends by the cutoff (judged by its bound,
+/// so a hand-made one in another time zone too), deletes the older rows of the one straddling
+/// the cutoff and keeps it, never drops DEFAULT; the app role can only do this through the
+/// function: it cannot drop or detach a partition itself, nor pass a recent cutoff.
+#[tokio::test]
+async fn usage_retention_drops_old_partitions_and_only_through_its_function() {
+    use tollgate_types::ports::usage::{RetentionReport, UsageStore};
+    let (store, db) = TestDb::with_store().await;
+    let (a, b) = (seed(&store, "retention-a").await, seed(&store, "retention-b").await);
+    let mut owner = PgConnection::connect(&db.owner_url).await.unwrap();
+    // Partitions back to 16 months ago (the migration only makes them from last month on), and
+    // one made by hand, named freely, with bounds in another time zone.
+    sqlx::query("SELECT tollgate_ensure_usage_partitions((now() - interval '16 months')::date, 17)")
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE usage_records_legacy PARTITION OF usage_records \
+         FOR VALUES FROM ('2020-01-01 00:00+05') TO ('2020-02-01 00:00+05')",
+    )
+    .execute(&mut owner)
+    .await
+    .unwrap();
+
+    let now = time::OffsetDateTime::now_utc();
+    let cutoff = now - time::Duration::days(30);
+    let old = partition_of(now - time::Duration::days(400));
+    store
+        .insert_usage(&[
+            usage_at(a.tenant, 1, time::macros::datetime!(2020-01-15 12:00 UTC)),
+            usage_at(a.tenant, 2, now - time::Duration::days(400)),
+            usage_at(b.tenant, 3, now - time::Duration::days(40)),
+            usage_at(a.tenant, 4, cutoff - time::Duration::hours(1)),
+            usage_at(b.tenant, 5, cutoff + time::Duration::hours(1)),
+            usage_at(a.tenant, 6, now),
+        ])
+        .await
+        .unwrap();
+    let before = usage_partitions(&mut owner).await;
+    assert!(before.contains(&old) && before.contains(&"usage_records_legacy".to_owned()), "{before:?}");
+
+    // The app role: no DROP, no DETACH, no recent cutoff.
+    let mut app = app_conn(&db).await;
+    for sql in [format!("DROP TABLE {old}"), format!("ALTER TABLE usage_records DETACH PARTITION {old}")] {
+        let err = sqlx::query(AssertSqlSafe(sql)).execute(&mut app).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "42501", "the app role cannot drop or detach a partition");
+    }
+    for sql in
+        ["SELECT * FROM tollgate_usage_retention(now())", "SELECT * FROM tollgate_usage_retention(NULL)"]
+    {
+        let err = sqlx::query(sql).execute(&mut app).await.unwrap_err();
+        assert_eq!(sqlstate(&err), "22023", "{sql}: the function refuses a cutoff less than a day old");
+    }
+    assert_eq!(usage_partitions(&mut owner).await, before, "nothing dropped by the refused calls");
+
+    let report = store.enforce_retention(cutoff).await.unwrap();
+    let mut expected: Vec<String> =
+        before.iter().filter(|name| month_ends_by(name, cutoff) == Some(true)).cloned().collect();
+    expected.insert(0, "usage_records_legacy".to_owned());
+    expected.sort();
+    assert!(expected.len() >= 12, "16 months back, at most 2 are kept: {expected:?}");
+    assert_eq!(report.dropped_partitions, expected);
+    assert_eq!(report.deleted_rows, 4, "two in dropped partitions, 40 days and an hour before the cutoff");
+
+    let after = usage_partitions(&mut owner).await;
+    let kept: Vec<String> = before.iter().filter(|name| !expected.contains(name)).cloned().collect();
+    assert_eq!(after, kept);
+    for name in [partition_of(cutoff), partition_of(now), "usage_records_default".to_owned()] {
+        assert!(after.contains(&name), "{name} is kept: {after:?}");
+    }
+    let a_left = store.list_usage(a.tenant, PageRequest::first(10)).await.unwrap().data;
+    assert_eq!(a_left.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["r6"]);
+    let b_left = store.list_usage(b.tenant, PageRequest::first(10)).await.unwrap().data;
+    assert_eq!(b_left.iter().map(|r| r.request_id.as_str()).collect::<Vec<_>>(), ["r5"]);
+
+    assert_eq!(store.enforce_retention(cutoff).await.unwrap(), RetentionReport::default(), "a no-op now");
+    assert_eq!(usage_partitions(&mut owner).await, after);
+}
+
+/// Records of a month without a partition land in DEFAULT; preparing storage for that month
+/// moves them into its new partition (creating it directly would fail on them).
+#[tokio::test]
+async fn preparing_usage_storage_moves_a_spilled_month_out_of_default() {
+    use tollgate_types::ports::usage::UsageStore;
+    let (store, db) = TestDb::with_store().await;
+    let a = seed(&store, "spill").await;
+    let mut owner = PgConnection::connect(&db.owner_url).await.unwrap();
+    let far = time::OffsetDateTime::now_utc() + time::Duration::days(365 * 3);
+    store.insert_usage(&[usage_at(a.tenant, 1, far), usage_at(a.tenant, 2, far)]).await.unwrap();
+    let in_default: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM usage_records_default").fetch_one(&mut owner).await.unwrap();
+    assert_eq!(in_default, 2);
+    assert!(!usage_partitions(&mut owner).await.contains(&partition_of(far)));
+
+    // Through the app role, as the retention job does.
+    store.prepare_usage_storage(far).await.unwrap();
+    let partitions = usage_partitions(&mut owner).await;
+    assert!(partitions.contains(&partition_of(far)), "{partitions:?}");
+    assert!(partitions.contains(&partition_of(far + time::Duration::days(366))), "a year ahead too");
+    let in_default: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM usage_records_default").fetch_one(&mut owner).await.unwrap();
+    assert_eq!(in_default, 0);
+    let moved: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", partition_of(far))))
+        .fetch_one(&mut owner)
+        .await
+        .unwrap();
+    assert_eq!(moved, 2);
+    assert_eq!(store.list_usage(a.tenant, PageRequest::first(10)).await.unwrap().data.len(), 2);
+    // Idempotent.
+    store.prepare_usage_storage(far).await.unwrap();
+    assert_eq!(usage_partitions(&mut owner).await, partitions);
+}

@@ -154,3 +154,54 @@ async fn every_request_leaves_one_usage_record() {
     // What it had generated before the client left is counted with a tokenizer and billed.
     assert!(left.get::<i64, _>("output_tokens") > 0, "the abandoned stream's generated tokens are counted");
 }
+
+#[tokio::test]
+async fn records_older_than_the_retention_period_are_removed_at_start_up() {
+    let dir = TempDir::new("retention");
+    let config = dir.write(
+        "tollgate.yaml",
+        "store: { url: \"sqlite://tollgate.db\" }\nusage: { retention_days: 30 }\nproviders: { echo: { kind: echo } }\nmodels: { echo: { deployments: [ { provider: echo, model: echo-1 } ] } }\n",
+    );
+    let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let url = format!("sqlite://{}", dir.0.join("tollgate.db").display());
+    let count = || async {
+        let mut conn = SqliteConnection::connect(&url).await.unwrap();
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(at < '2025-01-01'), 0) AS old FROM usage_records",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        (row.get::<i64, _>("n"), row.get::<i64, _>("old"))
+    };
+
+    // Two records through a first run, then one of them made 400+ days old.
+    {
+        let gw = Gateway::start(&config);
+        let http = reqwest::Client::new();
+        for _ in 0..2 {
+            assert_eq!(support::chat_status(&http, &gw, &key).await, 200);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while count().await.0 < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "records were not written");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query(
+        "UPDATE usage_records SET at = '2024-06-01T12:00:00Z' WHERE id = (SELECT MIN(id) FROM usage_records)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(count().await, (2, 1));
+
+    // The next start runs the retention job at once: the old record goes, the recent one stays.
+    let _gw = Gateway::start(&config);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while count().await != (1, 0) {
+        assert!(tokio::time::Instant::now() < deadline, "old record kept: {:?}", count().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

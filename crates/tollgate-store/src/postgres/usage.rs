@@ -1,11 +1,16 @@
 //! Usage records in PostgreSQL: a batch holds many tenants' records, so it goes in through the
 //! `tollgate_insert_usage` SECURITY DEFINER function as one JSON array (one round trip).
+//! Retention and partition upkeep also go through SECURITY DEFINER functions (migration 0004):
+//! the app role cannot drop or delete anything itself.
 
 use async_trait::async_trait;
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
+use time::{Date, OffsetDateTime, UtcOffset};
 use tollgate_types::ports::store::StoreError;
-use tollgate_types::ports::usage::{UsageGroupBy, UsageQuery, UsageRecord, UsageStore, UsageTotals};
+use tollgate_types::ports::usage::{
+    PARTITION_MONTHS_AHEAD, RetentionReport, UsageGroupBy, UsageQuery, UsageRecord, UsageStore, UsageTotals,
+};
 
 use tollgate_types::tenancy::{Page, PageRequest, TenantId};
 
@@ -97,6 +102,36 @@ impl UsageStore for PostgresStore {
         tx.commit().await.map_err(db_error)?;
         rows.into_iter().map(TotalsRow::into_totals).collect()
     }
+
+    async fn enforce_retention(&self, cutoff: OffsetDateTime) -> Result<RetentionReport, StoreError> {
+        let cutoff = crate::validate::retention_cutoff(cutoff)?;
+        let (deleted, dropped): (i64, Vec<String>) =
+            sqlx::query_as("SELECT deleted_rows, dropped_partitions FROM tollgate_usage_retention($1)")
+                .bind(cutoff)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_error)?;
+        Ok(RetentionReport { deleted_rows: u64::try_from(deleted).unwrap_or(0), dropped_partitions: dropped })
+    }
+
+    async fn prepare_usage_storage(&self, now: OffsetDateTime) -> Result<(), StoreError> {
+        // This month plus the months ahead. Not last month: retention may have dropped it
+        // (everything in it older than the cutoff), and creating it again would only have the
+        // next retention run drop it again.
+        sqlx::query("SELECT tollgate_ensure_usage_partitions($1, $2)")
+            .bind(month_of(now))
+            .bind(i32::try_from(PARTITION_MONTHS_AHEAD + 1).unwrap_or(i32::MAX))
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}
+
+/// The first day of `now`'s month in UTC (the partitions' time zone).
+fn month_of(now: OffsetDateTime) -> Date {
+    let date = now.to_offset(UtcOffset::UTC).date();
+    date.replace_day(1).unwrap_or(date)
 }
 
 impl PostgresStore {

@@ -1,8 +1,14 @@
 //! Usage records in SQLite: one transaction per batch (one fsync for hundreds of rows).
+//! Retention deletes old rows in batches, each its own short write transaction.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
+use time::OffsetDateTime;
 use tollgate_types::ports::store::StoreError;
-use tollgate_types::ports::usage::{UsageGroupBy, UsageQuery, UsageRecord, UsageStore, UsageTotals};
+use tollgate_types::ports::usage::{
+    RetentionReport, UsageGroupBy, UsageQuery, UsageRecord, UsageStore, UsageTotals,
+};
 
 use tollgate_types::tenancy::{Page, PageRequest, TenantId};
 
@@ -113,6 +119,63 @@ impl UsageStore for SqliteStore {
         }
         Ok(totals)
     }
+
+    async fn enforce_retention(&self, cutoff: OffsetDateTime) -> Result<RetentionReport, StoreError> {
+        let cutoff = crate::validate::retention_cutoff(cutoff)?;
+        let deleted_rows = self.delete_usage_before(cutoff, RETENTION_BATCH).await?;
+        Ok(RetentionReport { deleted_rows, dropped_partitions: Vec::new() })
+    }
+}
+
+impl SqliteStore {
+    /// Deletes the records older than `cutoff`, at most `batch` rows per write transaction,
+    /// pausing between batches so the usage sink's and the admin API's writes get the lock.
+    async fn delete_usage_before(&self, cutoff: OffsetDateTime, batch: u32) -> Result<u64, StoreError> {
+        let bound = sqlite_cutoff_text(cutoff)?;
+        let mut deleted = 0;
+        loop {
+            // The subquery walks `usage_records_at_idx`; DELETE ... LIMIT needs a compile option.
+            let mut tx = self.write_tx().await?;
+            let n = sqlx::query(
+                "DELETE FROM usage_records WHERE rowid IN \
+                 (SELECT rowid FROM usage_records WHERE at < ? LIMIT ?)",
+            )
+            .bind(&bound)
+            .bind(i64::from(batch))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?
+            .rows_affected();
+            tx.commit().await.map_err(db_error)?;
+            deleted += n;
+            if n < u64::from(batch) {
+                return Ok(deleted);
+            }
+            tokio::time::sleep(RETENTION_PAUSE).await;
+        }
+    }
+}
+
+/// Rows per retention DELETE: a few tens of milliseconds of writer lock.
+const RETENTION_BATCH: u32 = 10_000;
+/// Pause between retention batches, so waiting writers get the lock.
+const RETENTION_PAUSE: Duration = Duration::from_millis(20);
+
+/// The text that `at < ?` compares with to find rows older than `cutoff`.
+///
+/// `at` is RFC 3339 text in UTC whose fraction has no trailing zeros and is left out when zero
+/// (`…:56Z`, `…:56.5Z`, `…:56.123456Z`), so text order is time order only between whole
+/// seconds: `…:56.5Z` sorts before `…:56Z`. The bound is therefore the whole second before
+/// the cutoff's second, without a fraction: every row of an earlier second sorts before it, and
+/// so does every row of that second with a fraction, all of them older than the cutoff; rows of
+/// the cutoff's second or later sort after it. A row never goes early; at most one second of
+/// old rows waits for the next run.
+fn sqlite_cutoff_text(cutoff: OffsetDateTime) -> Result<String, StoreError> {
+    let whole = cutoff.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).unwrap_or(cutoff);
+    let bound = whole - time::Duration::SECOND;
+    bound
+        .format(time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z"))
+        .map_err(|e| StoreError::Internal(format!("formatting the retention cutoff: {e}")))
 }
 
 /// SQLite stores ids as 16 bytes; groups show them as UUIDs like the rest of the API.
@@ -126,4 +189,112 @@ const ROWS_PER_INSERT: usize = 200;
 /// SQLite integers are signed 64-bit; counts beyond that cannot occur, but never wrap.
 fn saturating_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use time::format_description::well_known::Rfc3339;
+    use time::macros::datetime;
+
+    use super::*;
+
+    /// The stored form of `at` (sqlx encodes `OffsetDateTime` as RFC 3339).
+    fn stored(at: OffsetDateTime) -> String {
+        at.format(&Rfc3339).unwrap()
+    }
+
+    #[test]
+    fn the_cutoff_text_never_selects_a_row_at_or_after_the_cutoff() {
+        let cutoffs = [
+            datetime!(2026-10-22 19:17:07 UTC),
+            datetime!(2026-10-22 19:17:07.5 UTC),
+            datetime!(2026-10-22 19:17:07.000001 UTC),
+            datetime!(2026-10-22 19:17:07.999999 UTC),
+            datetime!(2026-12-31 23:59:59.25 UTC),
+            datetime!(2026-10-22 21:17:07.5 +02:00),
+        ];
+        let offsets_ms =
+            [-3_000, -2_000, -1_500, -1_001, -1_000, -999, -500, -1, 0, 1, 500, 999, 1_000, 60_000];
+        for cutoff in cutoffs {
+            let bound = sqlite_cutoff_text(cutoff).unwrap();
+            for ms in offsets_ms {
+                for extra_us in [0, 1, 250] {
+                    let at = micros_utc(
+                        cutoff + time::Duration::milliseconds(ms) + time::Duration::microseconds(extra_us),
+                    );
+                    if stored(at) < bound {
+                        assert!(at < cutoff, "{} would be deleted with cutoff {cutoff}", stored(at));
+                    }
+                    if at < cutoff - time::Duration::seconds(2) {
+                        assert!(
+                            stored(at) < bound,
+                            "{} is old enough to be deleted (cutoff {cutoff})",
+                            stored(at)
+                        );
+                    }
+                }
+            }
+        }
+        assert_eq!(sqlite_cutoff_text(datetime!(2026-10-22 19:17:07.5 UTC)).unwrap(), "2026-10-22T19:17:06Z");
+        assert_eq!(sqlite_cutoff_text(datetime!(2026-01-01 00:00:00 UTC)).unwrap(), "2025-12-31T23:59:59Z");
+    }
+
+    fn micros_utc(t: OffsetDateTime) -> OffsetDateTime {
+        crate::validate::micros(t.to_offset(time::UtcOffset::UTC))
+    }
+
+    /// Deletion goes in batches until nothing older is left; newer rows stay.
+    #[tokio::test]
+    async fn retention_deletes_in_batches() {
+        use tollgate_types::ports::usage::TokenSource;
+
+        let path = std::env::temp_dir().join(format!("tollgate-retention-{}.db", uuid::Uuid::now_v7()));
+        let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+        store.migrate().await.unwrap();
+        let now = OffsetDateTime::now_utc();
+        let record = |n: u64, at: OffsetDateTime| UsageRecord {
+            id: uuid::Uuid::now_v7(),
+            request_id: format!("r{n}"),
+            at,
+            tenant_id: None,
+            project_id: None,
+            key_id: None,
+            endpoint: "chat".into(),
+            model: "m".into(),
+            provider: None,
+            deployment: None,
+            status: 200,
+            error_code: None,
+            input_tokens: n,
+            output_tokens: 0,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0,
+            token_source: TokenSource::Provider,
+            cost_nanodollars: None,
+            price_id: None,
+            latency_ms: 1,
+            ttft_ms: None,
+            cache_status: None,
+            user: None,
+            metadata: Default::default(),
+        };
+        let old: Vec<_> = (0..10).map(|n| record(n, now - time::Duration::days(40 + n as i64))).collect();
+        let new: Vec<_> = (0..2).map(|n| record(n, now - time::Duration::days(n as i64))).collect();
+        store.insert_usage(&old).await.unwrap();
+        store.insert_usage(&new).await.unwrap();
+
+        let cutoff = now - time::Duration::days(30);
+        assert_eq!(store.delete_usage_before(cutoff, 3).await.unwrap(), 10);
+        assert_eq!(store.delete_usage_before(cutoff, 3).await.unwrap(), 0);
+        let left: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM usage_records").fetch_one(&store.pool).await.unwrap();
+        assert_eq!(left, 2);
+
+        store.pool.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
 }

@@ -65,6 +65,8 @@ macro_rules! store_contract {
             ping_ok,
             usage_records_round_trip_and_paginate,
             usage_records_are_tenant_scoped,
+            usage_retention_removes_only_older_records_of_every_tenant,
+            usage_retention_refuses_a_recent_cutoff,
             tenant_crud_round_trip,
             tenant_duplicate_name_conflicts,
             names_are_validated_and_trimmed,
@@ -1599,6 +1601,71 @@ pub async fn usage_records_are_tenant_scoped(store: &Store) {
     // A deleted tenant's records stay (bills outlive tenants) but nobody else sees them.
     store.admin.delete_tenant(a.id, &actor()).await.unwrap();
     assert_eq!(store.usage.list_usage(b.id, PageRequest::first(100)).await.unwrap().data.len(), 1);
+}
+
+/// Every visible record's request id, over all pages.
+async fn usage_ids(store: &Store, tenant: TenantId) -> Vec<String> {
+    let page = store.usage.list_usage(tenant, PageRequest::first(100)).await.unwrap();
+    assert!(page.next.is_none());
+    page.data.into_iter().map(|r| r.request_id).collect()
+}
+
+pub async fn usage_retention_removes_only_older_records_of_every_tenant(store: &Store) {
+    use time::Duration as D;
+    let (a, b) = (tenant(store, "retention-a").await, tenant(store, "retention-b").await);
+    let now = time::OffsetDateTime::now_utc();
+    let cutoff = now - D::days(30);
+    let at = |tenant: Option<TenantId>, n: u64, at: time::OffsetDateTime| {
+        tollgate_types::ports::usage::UsageRecord { at, ..usage(tenant, n) }
+    };
+    // Older than the cutoff: 400 days (PostgreSQL: the DEFAULT partition, or a dropped one), 40
+    // days, and just before it. Newer: just after it, 10 days, now. Tenants a, b and none
+    // (the bootstrap key's requests).
+    let batch = vec![
+        at(Some(a.id), 1, now - D::days(400)),
+        at(Some(b.id), 2, now - D::days(400)),
+        at(None, 3, now - D::days(400)),
+        at(Some(a.id), 4, now - D::days(40)),
+        at(Some(b.id), 5, cutoff - D::minutes(1)),
+        at(Some(a.id), 6, cutoff + D::minutes(1)),
+        at(Some(b.id), 7, now - D::days(10)),
+        at(Some(a.id), 8, now - D::days(10)),
+        at(Some(b.id), 9, now),
+        at(None, 10, now),
+    ];
+    store.usage.insert_usage(&batch).await.unwrap();
+
+    let report = store.usage.enforce_retention(cutoff).await.unwrap();
+    assert_eq!(report.deleted_rows, 5, "{report:?}");
+    assert_eq!(usage_ids(store, a.id).await, ["req-6", "req-8"]);
+    assert_eq!(usage_ids(store, b.id).await, ["req-7", "req-9"]);
+
+    // Nothing left to remove: a second run is a no-op, and so is preparing storage.
+    store.usage.prepare_usage_storage(now).await.unwrap();
+    let again = store.usage.enforce_retention(cutoff).await.unwrap();
+    assert_eq!(again, tollgate_types::ports::usage::RetentionReport::default());
+    assert_eq!(usage_ids(store, a.id).await, ["req-6", "req-8"]);
+    assert_eq!(usage_ids(store, b.id).await, ["req-7", "req-9"]);
+
+    // A deleted tenant's records go with everyone else's once they are old enough.
+    store.admin.delete_tenant(a.id, &actor()).await.unwrap();
+    let report = store.usage.enforce_retention(now - D::days(5)).await.unwrap();
+    assert_eq!(report.deleted_rows, 3, "{report:?}");
+    assert_eq!(usage_ids(store, b.id).await, ["req-9"]);
+}
+
+pub async fn usage_retention_refuses_a_recent_cutoff(store: &Store) {
+    let t = tenant(store, "retention-guard").await;
+    let now = time::OffsetDateTime::now_utc();
+    let record = tollgate_types::ports::usage::UsageRecord {
+        at: now - time::Duration::hours(2),
+        ..usage(Some(t.id), 1)
+    };
+    store.usage.insert_usage(&[record]).await.unwrap();
+    for cutoff in [now, now - time::Duration::hours(1), now + time::Duration::days(365)] {
+        assert_err!(store.usage.enforce_retention(cutoff).await, Invalid);
+    }
+    assert_eq!(usage_ids(store, t.id).await, ["req-1"]);
 }
 
 // === limits and pricing ===

@@ -104,6 +104,53 @@ pub trait UsageStore: Send + Sync + 'static {
         tenant: TenantId,
         query: &UsageQuery,
     ) -> Result<Vec<UsageTotals>, StoreError>;
+
+    /// Removes every record with `at` before `cutoff`, of every tenant (retention is
+    /// gateway-wide): PostgreSQL drops the monthly partitions that end at or before `cutoff`
+    /// and deletes the older rows of the partition straddling it and of the DEFAULT partition;
+    /// SQLite deletes in batches, so its writer lock is never held long. Called by the
+    /// retention job (`tollgate_core::retention`) at start-up and then hourly, on every node
+    /// (in PostgreSQL one node at a time does the work; the others find nothing left).
+    ///
+    /// Errors: `Invalid` when `cutoff` is less than [`MIN_RETENTION_AGE`] in the past (nothing
+    /// is removed: a guard against a clock or configuration mistake wiping current usage);
+    /// `Unavailable` or `Internal` when the database fails (the next run retries).
+    ///
+    /// Cancel-safety: the work is committed in steps (SQLite: each batch; PostgreSQL: the one
+    /// function call), so a cancelled call keeps what it removed and leaves the rest for the
+    /// next call.
+    async fn enforce_retention(&self, cutoff: OffsetDateTime) -> Result<RetentionReport, StoreError>;
+
+    /// Keeps storage ready for the coming months' records so they never land where retention
+    /// cannot drop them by month: PostgreSQL creates the monthly partitions of `now`'s month
+    /// and the next [`PARTITION_MONTHS_AHEAD`] months if missing. Nothing to do in SQLite (the
+    /// default). Called by the retention job with [`Self::enforce_retention`], also when
+    /// retention is off. Idempotent and cancel-safe (one statement).
+    ///
+    /// Errors: `Unavailable` or `Internal` when the database fails (the next run retries;
+    /// meanwhile new rows land in the DEFAULT partition, and the next successful run moves
+    /// them into their month's partition).
+    async fn prepare_usage_storage(&self, now: OffsetDateTime) -> Result<(), StoreError> {
+        let _ = now;
+        Ok(())
+    }
+}
+
+/// The youngest cutoff [`UsageStore::enforce_retention`] accepts: records of the last day are
+/// never removed. The PostgreSQL function `tollgate_usage_retention` enforces the same bound.
+pub const MIN_RETENTION_AGE: time::Duration = time::Duration::DAY;
+
+/// Months after the current one whose usage partitions [`UsageStore::prepare_usage_storage`]
+/// keeps ready (PostgreSQL).
+pub const PARTITION_MONTHS_AHEAD: u32 = 13;
+
+/// What one [`UsageStore::enforce_retention`] call removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Records removed: deleted one by one, or counted in a partition before it was dropped.
+    pub deleted_rows: u64,
+    /// The monthly partitions dropped whole (PostgreSQL; always empty in SQLite), oldest first.
+    pub dropped_partitions: Vec<String>,
 }
 
 /// How `aggregate_usage` groups records.
