@@ -534,35 +534,10 @@ async fn connecting_as_a_role_that_bypasses_rls_is_refused() {
 /// them directly (only through the batch function) nor read a partition directly.
 #[tokio::test]
 async fn usage_records_are_isolated_and_written_only_through_the_function() {
-    use tollgate_types::ports::usage::{TokenSource, UsageRecord, UsageStore};
+    use tollgate_types::ports::usage::UsageStore;
     let (store, db) = TestDb::with_store().await;
     let (a, b) = (seed(&store, "usage-a").await, seed(&store, "usage-b").await);
-    let record = |tenant: TenantId, n: u32| UsageRecord {
-        id: Uuid::now_v7(),
-        request_id: format!("r{n}"),
-        at: time::OffsetDateTime::now_utc(),
-        tenant_id: Some(tenant),
-        project_id: None,
-        key_id: None,
-        endpoint: "chat".into(),
-        model: "m".into(),
-        provider: None,
-        deployment: None,
-        status: 200,
-        error_code: None,
-        input_tokens: 1,
-        output_tokens: 1,
-        cached_input_tokens: 0,
-        reasoning_tokens: 0,
-        token_source: TokenSource::Provider,
-        cost_nanodollars: None,
-        price_id: None,
-        latency_ms: 1,
-        ttft_ms: None,
-        cache_status: None,
-        user: None,
-        metadata: Default::default(),
-    };
+    let record = |tenant: TenantId, n: u32| usage_at(tenant, n, time::OffsetDateTime::now_utc());
     store.insert_usage(&[record(a.tenant, 1), record(b.tenant, 2), record(b.tenant, 3)]).await.unwrap();
 
     let mut conn = app_conn(&db).await;

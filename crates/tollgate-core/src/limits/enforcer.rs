@@ -140,11 +140,6 @@ impl Enforcer {
         self.default_max_output_tokens
     }
 
-    /// A charge for a request nothing limits (its deployment may still be limited).
-    pub fn unlimited(self: &Arc<Self>, estimate: Estimate) -> Charge {
-        Charge::new(Some(self.clone()), estimate)
-    }
-
     /// Reserves every limit of `plan`; the error names the limit that refused.
     pub async fn admit(self: &Arc<Self>, plan: &Plan, estimate: Estimate) -> Result<Charge, GatewayError> {
         let mut charge = Charge::new(Some(self.clone()), estimate);
@@ -360,10 +355,6 @@ impl Charge {
     /// A charge that limits nothing (no enforcer configured).
     pub fn none() -> Self {
         Self::new(None, Estimate::default())
-    }
-
-    pub fn estimate(&self) -> Estimate {
-        self.estimate
     }
 
     /// The request is over: correct the estimates with what it really took and release its

@@ -23,7 +23,6 @@ pub enum ScopeKind {
     Key,
     Project,
     Tenant,
-    Deployment,
 }
 
 impl ScopeKind {
@@ -32,7 +31,6 @@ impl ScopeKind {
             ScopeKind::Key => "key",
             ScopeKind::Project => "project",
             ScopeKind::Tenant => "tenant",
-            ScopeKind::Deployment => "deployment",
         }
     }
 }

@@ -33,21 +33,24 @@ impl Pricer {
         Self { table, cache: RwLock::new(HashMap::new()) }
     }
 
-    /// The price of `upstream_model` on a `kind` provider at `at`, and the markup to apply.
-    pub fn price(
+    /// Applies `f` to the price of `upstream_model` on a `kind` provider at `at` and the markup
+    /// to apply; `None` when the model has no price. (A callback rather than a returned price:
+    /// a tenant's own price is borrowed from its pricing, never copied per request.)
+    pub fn with_price<R>(
         &self,
         tenant: Option<&TenantPricing>,
         kind: ProviderKind,
         upstream_model: &str,
         at: OffsetDateTime,
-    ) -> Option<(Arc<Price>, u32)> {
+        f: impl FnOnce(&Price, u32) -> R,
+    ) -> Option<R> {
         let markup = tenant.map_or(0, |t| t.markup_bps);
         if let Some(t) = tenant
             && let Some(p) = lookup_in(&t.overrides, kind, upstream_model, at)
         {
-            return Some((Arc::new(p.clone()), markup));
+            return Some(f(p, markup));
         }
-        self.gateway_price(kind, upstream_model, at).map(|p| (p, markup))
+        self.gateway_price(kind, upstream_model, at).map(|p| f(&p, markup))
     }
 
     /// What `usage` cost; `None` when the model has no price.
@@ -59,8 +62,9 @@ impl Pricer {
         usage: &Usage,
         at: OffsetDateTime,
     ) -> Option<Cost> {
-        let (price, markup) = self.price(tenant, kind, upstream_model, at)?;
-        Some(cost_with_markup(usage, &price, markup))
+        self.with_price(tenant, kind, upstream_model, at, |price, markup| {
+            cost_with_markup(usage, price, markup)
+        })
     }
 
     /// The most a request can cost (nano-dollars): `prompt_tokens` in and `max_output_tokens` out
@@ -74,8 +78,10 @@ impl Pricer {
         max_output_tokens: u64,
         at: OffsetDateTime,
     ) -> u64 {
-        self.price(tenant, kind, upstream_model, at)
-            .map_or(0, |(p, markup)| max_cost(prompt_tokens, max_output_tokens, &p, markup).nanodollars)
+        self.with_price(tenant, kind, upstream_model, at, |p, markup| {
+            max_cost(prompt_tokens, max_output_tokens, p, markup).nanodollars
+        })
+        .unwrap_or(0)
     }
 
     fn gateway_price(
@@ -178,10 +184,8 @@ mod tests {
                 .unwrap(),
         ]);
         let pricer = Pricer::new(table);
-        let today = pricer.price(None, ProviderKind::OpenAi, "m", datetime!(2026-11-21 23:59 UTC)).unwrap();
-        let tomorrow =
-            pricer.price(None, ProviderKind::OpenAi, "m", datetime!(2026-11-22 00:01 UTC)).unwrap();
-        assert_eq!(today.0.input, 1_000_000);
-        assert_eq!(tomorrow.0.input, 2_000_000);
+        let input = |at| pricer.with_price(None, ProviderKind::OpenAi, "m", at, |p, _| p.input).unwrap();
+        assert_eq!(input(datetime!(2026-11-21 23:59 UTC)), 1_000_000);
+        assert_eq!(input(datetime!(2026-11-22 00:01 UTC)), 2_000_000);
     }
 }
