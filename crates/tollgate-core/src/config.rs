@@ -19,6 +19,9 @@ use crate::env::{EnvSource, InterpolationError, interpolate};
 use crate::metering::PriceTable;
 
 mod limits;
+mod routing;
+
+pub use routing::{AliasRouting, DeploymentRouting, RoutingConfig, valid_tag};
 
 pub use limits::{
     BudgetsConfig, LimitDefaults, LimiterBackend, LimitsConfig, RawBudgetsConfig, RawLimitsConfig,
@@ -58,6 +61,9 @@ pub struct RawConfig {
     /// Usage-record retention.
     #[serde(default)]
     pub usage: RawUsageConfig,
+    /// Retries, circuit breakers and latency tracking for every alias.
+    #[serde(default)]
+    pub routing: routing::RawRoutingDefaults,
 }
 
 fn default_listen() -> String {
@@ -129,8 +135,11 @@ pub struct RawTimeouts {
 pub struct RawModelConfig {
     /// Shown in `GET /v1/models`.
     pub description: Option<String>,
-    /// Tried in order: the first that answers wins; retryable failures fall through to the next.
+    /// The deployments serving the alias, ordered by its routing strategy.
     pub deployments: Vec<RawDeploymentConfig>,
+    /// Strategy, fallbacks, attempts, deadline and hedging of this alias.
+    #[serde(default)]
+    pub routing: routing::RawAliasRouting,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,6 +157,17 @@ pub struct RawDeploymentConfig {
     /// This deployment's own limits (its provider account's quota), shared by every tenant.
     #[serde(default)]
     pub limits: tollgate_types::limits::RateLimits,
+    /// Share of traffic under the `weighted` strategy (default 1).
+    pub weight: Option<u32>,
+    /// Lower is tried first, whatever the strategy (default 0).
+    pub priority: Option<i32>,
+    /// Labels requests, keys and tenants can be pinned to.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Where the deployment runs; matched like a tag.
+    pub region: Option<String>,
+    /// Largest request (prompt + output) the upstream model takes, in tokens.
+    pub context_window: Option<u64>,
 }
 
 // === validated types ===
@@ -171,6 +191,7 @@ pub struct Config {
     /// The built-in prices with the file's overrides on top.
     pub prices: PriceTable,
     pub usage: UsageConfig,
+    pub routing: RoutingConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -210,6 +231,7 @@ pub struct Timeouts {
 pub struct ModelConfig {
     pub description: Option<String>,
     pub deployments: Vec<DeploymentConfig>,
+    pub routing: AliasRouting,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +241,7 @@ pub struct DeploymentConfig {
     pub model: String,
     pub timeouts: Timeouts,
     pub limits: tollgate_types::limits::RateLimits,
+    pub routing: DeploymentRouting,
 }
 
 // === errors ===
@@ -357,6 +380,7 @@ impl RawConfig {
             }
         }
 
+        let aliases: std::collections::BTreeSet<String> = self.models.keys().cloned().collect();
         let mut models = BTreeMap::new();
         for (alias, raw) in self.models {
             let path = format!("models.{alias}");
@@ -397,6 +421,14 @@ impl RawConfig {
                     }
                 }
                 limits::check_rates(&format!("{dpath}.limits"), &d.limits, &mut issues);
+                let routing = routing::RawDeploymentRouting {
+                    weight: d.weight,
+                    priority: d.priority,
+                    tags: d.tags,
+                    region: d.region,
+                    context_window: d.context_window,
+                }
+                .validate(&dpath, &mut issues);
                 let name = d.name.unwrap_or_else(|| format!("{}/{}", d.provider, d.model));
                 deployments.push(DeploymentConfig {
                     name,
@@ -404,19 +436,22 @@ impl RawConfig {
                     model: d.model,
                     timeouts,
                     limits: d.limits,
+                    routing,
                 });
             }
-            models.insert(alias, ModelConfig { description: raw.description, deployments });
+            let routing = raw.routing.validate(&alias, &aliases, &mut issues);
+            models.insert(alias, ModelConfig { description: raw.description, deployments, routing });
         }
 
         let limits = self.limits.validate(env, &mut issues);
         let budgets = self.budgets.validate(env, &mut issues);
         let prices = self.pricing.validate(&mut issues);
         let usage = self.usage.validate(&mut issues);
+        let routing = self.routing.validate(&mut issues);
 
         if issues.0.is_empty() {
             Ok((
-                Config { listen, server, store, providers, models, limits, budgets, prices, usage },
+                Config { listen, server, store, providers, models, limits, budgets, prices, usage, routing },
                 warnings,
             ))
         } else {

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod registry;
 pub mod retention;
+pub mod routing;
 pub mod secrets;
 pub mod usage_sink;
 

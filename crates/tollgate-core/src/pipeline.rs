@@ -2,9 +2,9 @@
 //!
 //! ```text
 //! admit (validate, find the alias) → limit (reserve rate limits and budgets)
-//!   → route (its deployments, in order)
-//!   → call_with_fallback (per attempt: the deployment's own limits, deadline, classify, fall
-//!     through on retryable errors)
+//!   → call_with_fallback (route.rs: the alias's deployments in strategy order, then its
+//!     fallback aliases; per attempt the breaker, the deployment's own limits and the
+//!     deadline; retries with backoff after a whole round failed)
 //!   → settle (metrics, cost, usage record, limit corrections; streams settle when they end or
 //!     are dropped)
 //! ```
@@ -20,24 +20,25 @@ use futures::{Stream, StreamExt};
 use tokio::time::Instant;
 use tollgate_types::ports::store::{Change, ChangeEvent};
 use tollgate_types::ports::usage::{TokenSource, UsageSink};
-use tollgate_types::ports::{
-    CallCtx, ChunkStream, CompletionStream, ProviderAdapter, ProviderError, ProviderErrorKind,
-};
+use tollgate_types::ports::{ChunkStream, CompletionStream, ProviderError, ProviderErrorKind};
 use tollgate_types::{
-    Attempt, ChatChunk, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, EmbeddingsRequest,
+    ChatChunk, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse, EmbeddingsRequest,
     EmbeddingsResponse, ErrorKind, GatewayError, JsonMap, Usage,
 };
 
 use crate::auth::Principal;
 use crate::byok::{CredentialSet, TenantCredentials};
-use crate::limits::{Charge, Enforcer, Estimate, RateLimitHeaders};
+use crate::limits::{Enforcer, Estimate, RateLimitHeaders};
 use crate::metering::{Pricer, TokenizerFamily, count_text_tokens};
 use crate::metrics;
 use crate::registry::{Deployment, ModelRoute, Registry};
 
 mod estimate;
 mod meter;
+mod route;
 mod validate;
+
+pub use route::{ATTEMPTS, BREAKER_TRANSITIONS, DEPLOYMENT_LATENCY, FALLBACKS, RETRIES, RouteControls};
 
 use estimate::Demand;
 use meter::{Answer, Meter};
@@ -49,11 +50,19 @@ pub struct RequestCtx {
     pub started: Instant,
     /// Who is calling (from authentication).
     pub principal: Principal,
+    /// The client's routing headers.
+    pub controls: RouteControls,
 }
 
 impl RequestCtx {
     pub fn new(request_id: String, principal: Principal) -> Self {
-        Self { request_id, started: Instant::now(), principal }
+        Self { request_id, started: Instant::now(), principal, controls: RouteControls::default() }
+    }
+
+    #[must_use]
+    pub fn with_controls(mut self, controls: RouteControls) -> Self {
+        self.controls = controls;
+        self
     }
 }
 
@@ -79,6 +88,12 @@ impl Endpoint {
 pub struct Served<T> {
     pub value: T,
     pub deployment: Arc<Deployment>,
+    /// The alias that served it: the requested one, or a fallback.
+    pub route: Arc<ModelRoute>,
+    /// Upstream attempts made, this one included.
+    pub attempts: u32,
+    /// Counts the answer in its deployment's in-flight requests until it is dropped.
+    pub in_flight: Option<crate::routing::InFlight>,
     /// The caller's tightest request and token limits (`x-ratelimit-*`).
     pub rate_limits: RateLimitHeaders,
 }
@@ -114,6 +129,8 @@ pub struct Gateway {
     enforcer: Option<Arc<Enforcer>>,
     /// Prices requests for usage records and budgets (absent: no cost is recorded).
     pricer: Option<Arc<Pricer>>,
+    /// Attempts, backoff and deadline defaults of every alias.
+    routing: crate::config::RoutingConfig,
 }
 
 impl Gateway {
@@ -122,7 +139,20 @@ impl Gateway {
         credentials: Option<Arc<TenantCredentials>>,
         usage: Option<Arc<dyn UsageSink>>,
     ) -> Self {
-        Self { registry, credentials, usage, enforcer: None, pricer: None }
+        Self {
+            registry,
+            credentials,
+            usage,
+            enforcer: None,
+            pricer: None,
+            routing: crate::config::RoutingConfig::default(),
+        }
+    }
+
+    /// Uses `routing` for attempts, backoff and deadlines.
+    pub fn with_routing(mut self, routing: crate::config::RoutingConfig) -> Self {
+        self.routing = routing;
+        self
     }
 
     /// Enforces rate limits and budgets with `enforcer`.
@@ -166,39 +196,55 @@ impl Gateway {
         let mut meter =
             self.meter(ctx, Endpoint::Chat, &req.model, req.user.as_deref(), req.metadata.as_ref());
         let route = self.admit(ctx, &meter, &req.model, || validate::chat(&req))?;
-        let rate_limits = self.limit(ctx, &mut meter, route, |family| estimate::chat(&req, family)).await?;
+        let (rate_limits, prompt) =
+            self.limit(ctx, &mut meter, route, |family| estimate::chat(&req, family)).await?;
+        let call = Call { endpoint: Endpoint::Chat, streaming: req.stream, prompt_tokens: prompt };
         if req.stream {
             let wants_usage = req.wants_stream_usage();
             let result = self
-                .call_with_fallback(ctx, route, Endpoint::Chat, meter.charge(), |adapter, call| {
+                .call_with_fallback(ctx, route, call, meter.charge(), |adapter, call| {
                     let req = &req;
                     async move { open_stream(adapter.chat_stream(req, &call).await?, adapter.kind()).await }
                 })
                 .await;
             return match result {
-                Ok(Served { value: (first, rest), deployment, .. }) => {
+                Ok(Served {
+                    value: (first, rest), deployment, route: served, attempts, in_flight, ..
+                }) => {
                     let metered = Box::new(MeteredStream::new(
                         meter,
-                        route,
+                        &served,
                         deployment.clone(),
                         first,
                         rest,
                         wants_usage,
+                        in_flight,
                     ));
-                    Ok(ChatOutcome::Stream(Served { value: metered, deployment, rate_limits }))
+                    Ok(ChatOutcome::Stream(Served {
+                        value: metered,
+                        deployment,
+                        route: served,
+                        attempts,
+                        in_flight: None,
+                        rate_limits,
+                    }))
                 }
                 Err(e) => Err(failed(&meter, route, e)),
             };
         }
         let result = self
-            .call_with_fallback(ctx, route, Endpoint::Chat, meter.charge(), |adapter, call| {
+            .call_with_fallback(ctx, route, call, meter.charge(), |adapter, call| {
                 let req = &req;
                 async move { adapter.chat(req, &call).await }
             })
             .await;
         match result {
             Ok(served) => {
-                meter.answered(&route.alias, &served.deployment, &Answer::ok(served.value.usage.as_ref()));
+                meter.answered(
+                    &served.route.alias,
+                    &served.deployment,
+                    &Answer::ok(served.value.usage.as_ref()),
+                );
                 Ok(ChatOutcome::Json(Served { rate_limits, ..served }))
             }
             Err(e) => Err(failed(&meter, route, e)),
@@ -213,10 +259,11 @@ impl Gateway {
     ) -> Result<Served<EmbeddingsResponse>, GatewayError> {
         let mut meter = self.meter(ctx, Endpoint::Embeddings, &req.model, req.user.as_deref(), None);
         let route = self.admit(ctx, &meter, &req.model, || validate::embeddings(&req))?;
-        let rate_limits =
+        let (rate_limits, prompt) =
             self.limit(ctx, &mut meter, route, |family| estimate::embeddings(&req, family)).await?;
+        let call = Call { endpoint: Endpoint::Embeddings, streaming: false, prompt_tokens: prompt };
         let result = self
-            .call_with_fallback(ctx, route, Endpoint::Embeddings, meter.charge(), |adapter, call| {
+            .call_with_fallback(ctx, route, call, meter.charge(), |adapter, call| {
                 let req = &req;
                 async move { adapter.embeddings(req, &call).await }
             })
@@ -225,7 +272,7 @@ impl Gateway {
             Ok(served) => {
                 let u = served.value.usage;
                 let usage = Usage::new(u.prompt_tokens, 0, None);
-                meter.answered(&route.alias, &served.deployment, &Answer::ok(Some(&usage)));
+                meter.answered(&served.route.alias, &served.deployment, &Answer::ok(Some(&usage)));
                 Ok(Served { rate_limits, ..served })
             }
             Err(e) => Err(failed(&meter, route, e)),
@@ -240,31 +287,37 @@ impl Gateway {
     ) -> Result<CompletionOutcome, GatewayError> {
         let mut meter = self.meter(ctx, Endpoint::Completions, &req.model, None, None);
         let route = self.admit(ctx, &meter, &req.model, || validate::completions(&req))?;
-        let rate_limits =
+        let (rate_limits, prompt) =
             self.limit(ctx, &mut meter, route, |family| estimate::completions(&req, family)).await?;
+        let call = Call { endpoint: Endpoint::Completions, streaming: req.stream, prompt_tokens: prompt };
         let outcome = if req.stream {
-            self.call_with_fallback(ctx, route, Endpoint::Completions, meter.charge(), |adapter, call| {
+            self.call_with_fallback(ctx, route, call, meter.charge(), |adapter, call| {
                 let req = &req;
                 async move { adapter.completions_stream(req, &call).await }
             })
             .await
             .map(|s| {
                 // Legacy completion streams are passed through unmetered for tokens.
-                meter.answered(&route.alias, &s.deployment, &Answer::ok(None));
+                meter.answered(&s.route.alias, &s.deployment, &Answer::ok(None));
                 CompletionOutcome::Stream(Served { rate_limits: rate_limits.clone(), ..s })
             })
         } else {
-            self.call_with_fallback(ctx, route, Endpoint::Completions, meter.charge(), |adapter, call| {
+            self.call_with_fallback(ctx, route, call, meter.charge(), |adapter, call| {
                 let req = &req;
                 async move { adapter.completions(req, &call).await }
             })
             .await
             .map(|s| {
-                meter.answered(&route.alias, &s.deployment, &Answer::ok(s.value.usage.as_ref()));
+                meter.answered(&s.route.alias, &s.deployment, &Answer::ok(s.value.usage.as_ref()));
                 CompletionOutcome::Json(Served { rate_limits: rate_limits.clone(), ..s })
             })
         };
         outcome.map_err(|e| failed(&meter, route, e))
+    }
+
+    /// Every alias with its deployments (the admin view of routing and health).
+    pub fn routes(&self) -> impl Iterator<Item = &Arc<ModelRoute>> {
+        self.registry.routes()
     }
 
     /// The configured aliases, for `GET /v1/models`.
@@ -301,25 +354,37 @@ impl Gateway {
     }
 
     /// Reserves what the request may take against every limit it falls under and hands the
-    /// charge to the meter; a refusal is metered and returned (429 naming the limit).
+    /// charge to the meter; a refusal is metered and returned (429 naming the limit). Also
+    /// returns the prompt's tokens when they were counted (for limits, or because a deployment
+    /// of the alias declares a context window).
     async fn limit(
         &self,
         ctx: &RequestCtx,
         meter: &mut Meter,
         route: &ModelRoute,
         demand: impl FnOnce(TokenizerFamily) -> Demand,
-    ) -> Result<RateLimitHeaders, GatewayError> {
-        let Some(enforcer) = &self.enforcer else { return Ok(RateLimitHeaders::default()) };
+    ) -> Result<(RateLimitHeaders, Option<u64>), GatewayError> {
+        let windows = route.deployments.iter().any(|d| d.routing.context_window.is_some());
+        let Some(enforcer) = &self.enforcer else {
+            return Ok((
+                RateLimitHeaders::default(),
+                windows.then(|| demand(family_of(route)).prompt_tokens),
+            ));
+        };
         let plan = enforcer.plan(&ctx.principal, &route.alias);
         let deployment_limits = route.deployments.iter().any(|d| !d.limit_plan.is_empty());
         if plan.is_empty() && !deployment_limits {
-            return Ok(RateLimitHeaders::default());
+            return Ok((
+                RateLimitHeaders::default(),
+                windows.then(|| demand(family_of(route)).prompt_tokens),
+            ));
         }
         let deployment_tokens = route.deployments.iter().any(|d| d.limit_plan.needs_tokens());
-        let estimate = if plan.needs_tokens() || plan.needs_cost() || deployment_tokens {
-            self.estimate(ctx, enforcer, route, demand)
+        let (estimate, prompt) = if plan.needs_tokens() || plan.needs_cost() || deployment_tokens || windows {
+            let d = demand(family_of(route));
+            (self.estimate(ctx, enforcer, route, d), Some(d.prompt_tokens))
         } else {
-            Estimate::default()
+            (Estimate::default(), None)
         };
         let charge = match enforcer.admit(&plan, estimate).await {
             Ok(c) => c,
@@ -330,23 +395,12 @@ impl Gateway {
         };
         let headers = charge.headers.clone();
         meter.attach(charge);
-        Ok(headers)
+        Ok((headers, prompt))
     }
 
     /// Tokens (input + requested maximum output) and worst-case cost (input + maximum output at
     /// the dearest of the alias's deployments).
-    fn estimate(
-        &self,
-        ctx: &RequestCtx,
-        enforcer: &Enforcer,
-        route: &ModelRoute,
-        demand: impl FnOnce(TokenizerFamily) -> Demand,
-    ) -> Estimate {
-        let family = route
-            .deployments
-            .first()
-            .map_or(TokenizerFamily::Other, |d| TokenizerFamily::for_model(&d.upstream_model));
-        let d = demand(family);
+    fn estimate(&self, ctx: &RequestCtx, enforcer: &Enforcer, route: &ModelRoute, d: Demand) -> Estimate {
         let tokens = d.prompt_tokens.saturating_add(d.max_output.unwrap_or(0));
         let Some(pricer) = &self.pricer else { return Estimate { tokens, cost: 0 } };
         let tenant = match &ctx.principal {
@@ -366,93 +420,6 @@ impl Gateway {
         Estimate { tokens, cost }
     }
 
-    /// Tries the route's deployments in order until one answers. A non-retryable error (the
-    /// request itself is bad) ends the loop at once; every failure is kept as an [`Attempt`].
-    async fn call_with_fallback<T, F, Fut>(
-        &self,
-        ctx: &RequestCtx,
-        route: &ModelRoute,
-        endpoint: Endpoint,
-        charge: &Charge,
-        call: F,
-    ) -> Result<Served<T>, GatewayError>
-    where
-        F: Fn(Arc<dyn ProviderAdapter>, CallCtx) -> Fut,
-        Fut: Future<Output = Result<T, ProviderError>>,
-    {
-        let tenant = self.tenant_credentials(&ctx.principal).await?;
-        let mut attempts = Vec::new();
-        let mut byok_missing = Vec::new();
-        for deployment in &route.deployments {
-            let adapter = match &tenant {
-                None => deployment.adapter.clone(),
-                Some((set, byok_only)) => match set.get(&deployment.provider) {
-                    Some(credential) => self.registry.adapter_with(deployment, credential),
-                    None if *byok_only => {
-                        byok_missing.push(deployment.provider.as_str());
-                        continue;
-                    }
-                    None => deployment.adapter.clone(),
-                },
-            };
-            let call_ctx = CallCtx {
-                upstream_model: deployment.upstream_model.clone(),
-                request_id: ctx.request_id.clone(),
-                first_byte_timeout: deployment.timeouts.first_byte,
-                total_timeout: deployment.timeouts.total,
-                include_usage: true,
-            };
-            let outcome = match &self.enforcer {
-                Some(enforcer) => match enforcer.admit_deployment(charge, deployment).await {
-                    Ok(()) => call(adapter, call_ctx).await,
-                    Err(at_limit) => Err(at_limit),
-                },
-                None => call(adapter, call_ctx).await,
-            };
-            match outcome {
-                Ok(value) => {
-                    return Ok(Served {
-                        value,
-                        deployment: deployment.clone(),
-                        rate_limits: RateLimitHeaders::default(),
-                    });
-                }
-                Err(error) => {
-                    charge.release_deployment();
-                    metrics::record_upstream_error(deployment.provider_kind, &error.kind);
-                    tracing::warn!(
-                        request_id = %ctx.request_id,
-                        endpoint = endpoint.as_str(),
-                        deployment = %deployment.name,
-                        status = error.status,
-                        error = %error,
-                        "upstream attempt failed"
-                    );
-                    let retryable = error.retryable();
-                    attempts.push(Attempt {
-                        provider: deployment.provider.clone(),
-                        deployment: deployment.name.clone(),
-                        error,
-                    });
-                    if !retryable {
-                        break;
-                    }
-                }
-            }
-        }
-        if attempts.is_empty() && !byok_missing.is_empty() {
-            byok_missing.dedup();
-            return Err(GatewayError::new(
-                ErrorKind::Forbidden,
-                format!(
-                    "This tenant uses only its own provider keys (byok_only) and has none for {}; register one with POST /admin/v1/tenants/{{tenant_id}}/credentials.",
-                    byok_missing.join(", ")
-                ),
-            ));
-        }
-        Err(GatewayError::from_attempts(attempts))
-    }
-
     /// For a tenant key: the tenant's credentials and whether it forbids the gateway's keys.
     async fn tenant_credentials(
         &self,
@@ -464,6 +431,24 @@ impl Gateway {
             _ => Ok(None),
         }
     }
+}
+
+/// The tokenizer of an alias: its first deployment's.
+fn family_of(route: &ModelRoute) -> TokenizerFamily {
+    route
+        .deployments
+        .first()
+        .map_or(TokenizerFamily::Other, |d| TokenizerFamily::for_model(&d.upstream_model))
+}
+
+/// What kind of call the route stage makes.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    endpoint: Endpoint,
+    /// Answers are streams (their latency sample is the time to the first chunk).
+    streaming: bool,
+    /// The prompt's tokens, when counted (context-window routing).
+    prompt_tokens: Option<u64>,
 }
 
 /// Settles a request every deployment of `route` failed; returns the error for the client.
@@ -505,6 +490,8 @@ pub struct MeteredStream {
     meter: Meter,
     alias: String,
     deployment: Arc<Deployment>,
+    /// Counts the stream in its deployment's in-flight requests until it ends.
+    in_flight: Option<crate::routing::InFlight>,
     /// The generated text (content and tool-call arguments), kept only while usage is being
     /// recorded, to count what a client that leaves mid-stream is billed for. Counting happens
     /// only then, so complete streams pay nothing for it.
@@ -529,8 +516,10 @@ impl MeteredStream {
         first: ChatChunk,
         inner: ChunkStream,
         wants_usage: bool,
+        in_flight: Option<crate::routing::InFlight>,
     ) -> Self {
         Self {
+            in_flight,
             first: Some(first),
             inner,
             wants_usage,
@@ -580,6 +569,14 @@ impl MeteredStream {
     fn settle(&mut self) {
         if std::mem::replace(&mut self.settled, true) {
             return;
+        }
+        self.in_flight = None;
+        if self.ended == Some(StreamEnd::Failed) {
+            // A stream cut by the upstream is the deployment's failure, after its success at
+            // the first chunk: the breaker sees both.
+            let change =
+                self.deployment.health.record(Instant::now(), crate::routing::Outcome::Failure, false);
+            route::note_breaker(&self.deployment, change);
         }
         let (status, error_code, source) = match (self.ended, self.usage.is_some()) {
             (Some(StreamEnd::Complete), true) => (200, None, TokenSource::Provider),

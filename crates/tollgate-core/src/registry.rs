@@ -34,9 +34,13 @@ pub struct Deployment {
     /// This deployment's own limits (its provider account's quota), shared by every caller.
     pub limits: tollgate_types::limits::RateLimits,
     /// Those limits as reservations, built once.
-    pub limit_plan: crate::limits::Plan,
+    pub limit_plan: Arc<crate::limits::Plan>,
     /// The provider kind (prices are namespaced by it).
     pub kind: ProviderKind,
+    /// Weight, priority, tags and context window.
+    pub routing: crate::config::DeploymentRouting,
+    /// Live state: breaker, latency, in-flight, cooldown (kept across requests of every tenant).
+    pub health: Arc<crate::routing::DeploymentHealth>,
     /// What the adapter was built from, to build variants with a tenant's credential.
     settings: ProviderSettings,
 }
@@ -45,7 +49,11 @@ pub struct Deployment {
 pub struct ModelRoute {
     pub alias: String,
     pub description: Option<String>,
+    /// In config order; `Deployment::routing` and the selector decide the order of attempts.
     pub deployments: Vec<Arc<Deployment>>,
+    pub routing: crate::config::AliasRouting,
+    /// Orders the deployments per request (holds the weighted round-robin state).
+    pub selector: crate::routing::Selector,
 }
 
 pub struct Registry {
@@ -103,7 +111,9 @@ impl Registry {
                         upstream_model: d.model.clone(),
                         timeouts: d.timeouts,
                         limits: d.limits,
-                        limit_plan: crate::limits::Plan::for_deployment(&d.name, d.limits),
+                        routing: d.routing.clone(),
+                        health: Arc::new(crate::routing::DeploymentHealth::new(config.routing.health)),
+                        limit_plan: Arc::new(crate::limits::Plan::for_deployment(&d.name, d.limits)),
                         adapter,
                     })),
                     Err(e) => issues.push(ConfigIssue { path, message: e.message }),
@@ -114,6 +124,12 @@ impl Registry {
                 Arc::new(ModelRoute {
                     alias: alias.clone(),
                     description: model.description.clone(),
+                    selector: crate::routing::Selector::new(
+                        model.routing.strategy,
+                        deployments.len(),
+                        config.routing.health.explore_rate,
+                    ),
+                    routing: model.routing.clone(),
                     deployments,
                 }),
             );

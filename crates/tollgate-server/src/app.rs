@@ -103,7 +103,10 @@ impl AppState {
             Arc::new(SystemClock),
         );
         let pricer = Arc::new(Pricer::new(config.prices.clone()));
-        let gateway = Gateway::new(registry, credentials, sink).with_enforcer(enforcer).with_pricer(pricer);
+        let gateway = Gateway::new(registry, credentials, sink)
+            .with_enforcer(enforcer)
+            .with_pricer(pricer)
+            .with_routing(config.routing.clone());
         Ok(Self(Arc::new(SharedState {
             gateway: Arc::new(gateway),
             usage_writer: parking_lot::Mutex::new(writer),

@@ -51,7 +51,13 @@ struct Seeded {
 async fn seed(store: &PostgresStore, name: &str) -> Seeded {
     let actor = Actor::Cli;
     let tenant = store
-        .create_tenant(NewTenant { name: name.to_owned(), policy: TenantPolicy { byok_only: true } }, &actor)
+        .create_tenant(
+            NewTenant {
+                name: name.to_owned(),
+                policy: TenantPolicy { byok_only: true, ..TenantPolicy::default() },
+            },
+            &actor,
+        )
         .await
         .unwrap();
     let project = store

@@ -138,6 +138,9 @@ pub struct TenantPolicy {
     /// has no credential for fail instead.
     #[serde(default)]
     pub byok_only: bool,
+    /// Only deployments carrying one of these tags serve this tenant (e.g. `eu`); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_tags: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

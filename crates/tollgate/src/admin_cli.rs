@@ -292,12 +292,17 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
         }
         AdminCmd::Tenants(cmd) => match cmd {
             TenantsCmd::Create { name, byok_only } => print(
-                &service.create_tenant(c, NewTenant { name, policy: TenantPolicy { byok_only } }).await?,
+                &service
+                    .create_tenant(
+                        c,
+                        NewTenant { name, policy: TenantPolicy { byok_only, ..TenantPolicy::default() } },
+                    )
+                    .await?,
             ),
             TenantsCmd::List(page) => print(&service.list_tenants(c, page.into()).await?),
             TenantsCmd::Get { id } => print(&service.get_tenant(c, id).await?),
             TenantsCmd::Update { id, name, byok_only } => {
-                let policy = byok_only.map(|byok_only| TenantPolicy { byok_only });
+                let policy = byok_only.map(|byok_only| TenantPolicy { byok_only, ..TenantPolicy::default() });
                 print(&service.update_tenant(c, id, TenantPatch { name, policy }).await?)
             }
             TenantsCmd::Delete { id } => {

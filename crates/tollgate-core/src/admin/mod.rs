@@ -124,7 +124,8 @@ impl AdminService {
 
     pub async fn create_tenant(&self, caller: &Caller, new: NewTenant) -> Result<Tenant, GatewayError> {
         caller.require_super("create tenants")?;
-        let new = NewTenant { name: validate::name("name", &new.name)?, policy: new.policy };
+        let new =
+            NewTenant { name: validate::name("name", &new.name)?, policy: validate::policy(new.policy)? };
         self.store.create_tenant(new, &caller.actor).await.client()
     }
 
@@ -154,7 +155,10 @@ impl AdminService {
         if patch.policy.is_some() {
             access.require(MemberRole::Owner, "change the tenant's policy")?;
         }
-        let patch = TenantPatch { name: validate::optional_name("name", patch.name)?, policy: patch.policy };
+        let patch = TenantPatch {
+            name: validate::optional_name("name", patch.name)?,
+            policy: patch.policy.map(validate::policy).transpose()?,
+        };
         let updated =
             self.store.update_tenant(tenant, patch, &caller.actor).await.or_not_found("tenant", tenant)?;
         // Keys cache their tenant's policy.

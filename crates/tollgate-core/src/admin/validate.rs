@@ -6,6 +6,7 @@ use time::OffsetDateTime;
 use tollgate_types::GatewayError;
 use tollgate_types::JsonMap;
 use tollgate_types::limits::{BudgetSpec, LimitPolicy, PriceAmount, PriceEntry, PricingPolicy, RateLimits};
+use tollgate_types::tenancy::TenantPolicy;
 
 use crate::metering::Price;
 
@@ -50,6 +51,22 @@ pub fn optional_name(field: &str, value: Option<String>) -> Result<Option<String
 }
 
 /// Key metadata: at most 16 KiB as JSON.
+/// A tenant policy: its allowed tags use the tag alphabet of the config (at most 32).
+pub fn policy(mut policy: TenantPolicy) -> Result<TenantPolicy, GatewayError> {
+    if policy.allowed_tags.len() > 32 {
+        return Err(GatewayError::invalid_field("policy.allowed_tags", "at most 32 tags"));
+    }
+    if let Some(bad) = policy.allowed_tags.iter().find(|t| !crate::config::valid_tag(t)) {
+        return Err(GatewayError::invalid_field(
+            "policy.allowed_tags",
+            format!("{bad:?}: use 1-64 letters, digits, '-', '_', '.' or ':'"),
+        ));
+    }
+    policy.allowed_tags.sort_unstable();
+    policy.allowed_tags.dedup();
+    Ok(policy)
+}
+
 pub fn metadata(value: &JsonMap) -> Result<(), GatewayError> {
     let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {

@@ -86,20 +86,13 @@ pub struct RateLimitHeaders {
 pub struct Charge {
     enforcer: Option<Arc<Enforcer>>,
     estimate: Estimate,
-    /// Counters charged with `estimate.tokens` (token windows) or `estimate.cost` (budgets).
-    tokens: Vec<(Arc<str>, LimitKind)>,
-    budgets: Vec<(Arc<str>, LimitKind)>,
-    slots: Vec<Arc<str>>,
-    /// The reservations of the deployment currently serving the request.
-    deployment: Mutex<Option<Hold>>,
+    /// The plan whose reservations were charged (`None`: nothing was, e.g. a fail-open
+    /// admission while the limiter was down).
+    plan: Option<Arc<Plan>>,
+    /// The plan of the deployment currently serving the request, once charged.
+    deployment: Mutex<Option<Arc<Plan>>>,
     settled: AtomicBool,
     pub headers: RateLimitHeaders,
-}
-
-#[derive(Default)]
-struct Hold {
-    tokens: Option<(Arc<str>, LimitKind)>,
-    slot: Option<Arc<str>>,
 }
 
 impl Enforcer {
@@ -141,7 +134,11 @@ impl Enforcer {
     }
 
     /// Reserves every limit of `plan`; the error names the limit that refused.
-    pub async fn admit(self: &Arc<Self>, plan: &Plan, estimate: Estimate) -> Result<Charge, GatewayError> {
+    pub async fn admit(
+        self: &Arc<Self>,
+        plan: &Arc<Plan>,
+        estimate: Estimate,
+    ) -> Result<Charge, GatewayError> {
         let mut charge = Charge::new(Some(self.clone()), estimate);
         if plan.is_empty() {
             return Ok(charge);
@@ -151,32 +148,33 @@ impl Enforcer {
             Ok(a) => a,
             Err(e) => {
                 if let LimitError::Exceeded { name, .. } = &e
-                    && let Some(r) = reservations.iter().find(|r| r.name == *name)
-                    && let Some(b) = plan.budgets.iter().find(|b| b.key == r.key)
+                    && let Some(i) = reservations.iter().position(|r| r.name == *name)
+                    && let Some(b) = plan.budget_at(i)
                 {
                     self.check_budget(b, b.spec.limit_usd.nanodollars);
                 }
                 return Err(refused(&reservations, e, self.clock.now_utc()));
             }
         };
-        for (r, status) in reservations.iter().zip(&admission.limits) {
+        for (i, (r, status)) in reservations.iter().zip(&admission.limits).enumerate() {
             match r.kind {
-                LimitKind::Concurrency => charge.slots.push(r.key.clone()),
+                LimitKind::Concurrency => {}
                 LimitKind::Calendar { .. } => {
-                    charge.budgets.push((r.key.clone(), r.kind));
                     if !admission.degraded
-                        && let Some(b) = plan.budgets.iter().find(|b| b.key == r.key)
+                        && let Some(b) = plan.budget_at(i)
                     {
                         let spent = status.limit.saturating_sub(status.remaining).saturating_sub(r.amount);
                         self.check_budget(b, spent);
                     }
                 }
-                LimitKind::Window { .. } if Plan::is_tokens(r) => {
-                    charge.tokens.push((r.key.clone(), r.kind));
-                    keep_tightest(&mut charge.headers.tokens, status);
+                LimitKind::Window { .. } if plan.is_tokens_at(i) => {
+                    keep_tightest(&mut charge.headers.tokens, status)
                 }
                 LimitKind::Window { .. } => keep_tightest(&mut charge.headers.requests, status),
             }
+        }
+        if !admission.degraded {
+            charge.plan = Some(plan.clone());
         }
         Ok(charge)
     }
@@ -189,18 +187,10 @@ impl Enforcer {
         }
         let reservations = d.limit_plan.reservations(charge.estimate);
         match self.limiter.reserve(&reservations).await {
-            Ok(_) => {
-                let mut hold = Hold::default();
-                for r in reservations {
-                    match r.kind {
-                        LimitKind::Concurrency => hold.slot = Some(r.key),
-                        LimitKind::Window { .. } if Plan::is_tokens(&r) => {
-                            hold.tokens = Some((r.key, r.kind))
-                        }
-                        _ => {}
-                    }
+            Ok(admission) => {
+                if !admission.degraded {
+                    *charge.deployment.lock() = Some(d.limit_plan.clone());
                 }
-                *charge.deployment.lock() = Some(hold);
                 Ok(())
             }
             Err(LimitError::Exceeded { name, limit, retry_after }) => {
@@ -343,9 +333,7 @@ impl Charge {
         Self {
             enforcer,
             estimate,
-            tokens: Vec::new(),
-            budgets: Vec::new(),
-            slots: Vec::new(),
+            plan: None,
             deployment: Mutex::new(None),
             settled: AtomicBool::new(false),
             headers: RateLimitHeaders::default(),
@@ -363,71 +351,51 @@ impl Charge {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Some(enforcer) = &self.enforcer else { return };
-        let token_delta = delta(tokens, self.estimate.tokens);
-        let cost_delta = delta(cost.unwrap_or(0), self.estimate.cost);
-        let mut adjustments =
-            Vec::with_capacity(self.tokens.len() + self.budgets.len() + self.slots.len() + 2);
-        for (key, kind) in &self.tokens {
-            adjustments.push(Adjustment { key: key.clone(), kind: *kind, delta: token_delta });
-        }
-        for (key, kind) in &self.budgets {
-            adjustments.push(Adjustment { key: key.clone(), kind: *kind, delta: cost_delta });
-        }
-        self.release_slots(&mut adjustments);
-        if let Some(hold) = self.deployment.lock().take() {
-            hold.release(token_delta, &mut adjustments);
-        }
-        adjustments.retain(|a| a.delta != 0);
-        if !adjustments.is_empty() {
-            enforcer.send(Work::Settle(adjustments));
-        }
+        let tokens = delta(tokens, self.estimate.tokens);
+        let cost = delta(cost.unwrap_or(0), self.estimate.cost);
+        let deployment = self.deployment.lock().take();
+        self.correct(tokens, cost, deployment, tokens);
     }
 
     /// An attempt on the current deployment failed: give its tokens and slot back.
     pub fn release_deployment(&self) {
-        let (Some(enforcer), Some(hold)) = (&self.enforcer, self.deployment.lock().take()) else { return };
-        let mut adjustments = Vec::with_capacity(2);
-        hold.release(delta(0, self.estimate.tokens), &mut adjustments);
-        adjustments.retain(|a| a.delta != 0);
-        if !adjustments.is_empty() {
+        let Some(plan) = self.deployment.lock().take() else { return };
+        let mut adjustments = Vec::new();
+        plan.adjustments(delta(0, self.estimate.tokens), 0, &mut adjustments);
+        self.send(adjustments);
+    }
+
+    /// Sends the corrections of the request's plan (`tokens`, `cost`) and of the deployment
+    /// plan that served it (`deployment_tokens`); slots are released in both.
+    fn correct(&self, tokens: i64, cost: i64, deployment: Option<Arc<Plan>>, deployment_tokens: i64) {
+        let mut adjustments = Vec::new();
+        if let Some(plan) = &self.plan {
+            plan.adjustments(tokens, cost, &mut adjustments);
+        }
+        if let Some(plan) = deployment {
+            plan.adjustments(deployment_tokens, 0, &mut adjustments);
+        }
+        self.send(adjustments);
+    }
+
+    fn send(&self, adjustments: Vec<Adjustment>) {
+        if let Some(enforcer) = &self.enforcer
+            && !adjustments.is_empty()
+        {
             enforcer.send(Work::Settle(adjustments));
-        }
-    }
-
-    fn release_slots(&self, out: &mut Vec<Adjustment>) {
-        for key in &self.slots {
-            out.push(Adjustment { key: key.clone(), kind: LimitKind::Concurrency, delta: -1 });
-        }
-    }
-}
-
-impl Hold {
-    fn release(self, token_delta: i64, out: &mut Vec<Adjustment>) {
-        if let Some((key, kind)) = self.tokens {
-            out.push(Adjustment { key, kind, delta: token_delta });
-        }
-        if let Some(key) = self.slot {
-            out.push(Adjustment { key, kind: LimitKind::Concurrency, delta: -1 });
         }
     }
 }
 
 impl Drop for Charge {
+    /// Unsettled: the client went away before an answer. Slots are released; token and budget
+    /// reservations stay charged, since the upstream may have billed the call.
     fn drop(&mut self) {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
-        let Some(enforcer) = &self.enforcer else { return };
-        let mut adjustments = Vec::new();
-        self.release_slots(&mut adjustments);
-        if let Some(hold) = self.deployment.lock().take() {
-            hold.release(0, &mut adjustments);
-        }
-        adjustments.retain(|a| a.delta != 0);
-        if !adjustments.is_empty() {
-            enforcer.send(Work::Settle(adjustments));
-        }
+        let deployment = self.deployment.lock().take();
+        self.correct(0, 0, deployment, 0);
     }
 }
 

@@ -91,29 +91,48 @@ impl MemoryRateLimiter {
     }
 }
 
-/// The state of one counter brought up to `now` (drained, reset, expired).
-fn current(entry: Option<&Entry>, kind: LimitKind, now: Now) -> Entry {
-    match (kind, entry) {
-        (LimitKind::Window { period }, Some(Entry::Bucket { level, at, limit })) => Entry::Bucket {
-            level: gcra::drain(*level, elapsed_us(*at, now.mono), *limit, period_us(period)),
-            at: now.mono,
-            limit: *limit,
-        },
-        (LimitKind::Window { .. }, _) => Entry::Bucket { level: 0.0, at: now.mono, limit: 0 },
-        (LimitKind::Calendar { period }, Some(Entry::Budget { start, used })) => {
-            let cur = period.start(now.utc);
-            Entry::Budget { start: cur, used: if *start == cur { *used } else { 0 } }
+/// A new counter of `kind`, empty as of `now`.
+fn fresh(kind: LimitKind, now: Now) -> Entry {
+    match kind {
+        LimitKind::Window { .. } => Entry::Bucket { level: 0.0, at: now.mono, limit: 0 },
+        LimitKind::Calendar { period } => Entry::Budget { start: period.start(now.utc), used: 0 },
+        LimitKind::Concurrency => Entry::Slots(VecDeque::new()),
+    }
+}
+
+/// Brings a counter up to `now` in place: drains a bucket, starts a new budget period, drops
+/// expired slots.
+fn refresh(entry: &mut Entry, kind: LimitKind, now: Now) {
+    match (kind, &mut *entry) {
+        (LimitKind::Window { period }, Entry::Bucket { level, at, limit }) => {
+            *level = gcra::drain(*level, elapsed_us(*at, now.mono), *limit, period_us(period));
+            *at = now.mono;
         }
-        (LimitKind::Calendar { period }, _) => Entry::Budget { start: period.start(now.utc), used: 0 },
-        (LimitKind::Concurrency, Some(Entry::Slots(slots))) => {
-            let mut slots = slots.clone();
+        (LimitKind::Calendar { period }, Entry::Budget { start, used }) => {
+            let cur = period.start(now.utc);
+            if *start != cur {
+                *start = cur;
+                *used = 0;
+            }
+        }
+        (LimitKind::Concurrency, Entry::Slots(slots)) => {
             while slots.front().is_some_and(|exp| *exp <= now.mono) {
                 slots.pop_front();
             }
-            Entry::Slots(slots)
         }
-        (LimitKind::Concurrency, _) => Entry::Slots(VecDeque::new()),
+        // The kind is part of the key, so a mismatch cannot be stored; start afresh if it were.
+        _ => *entry = fresh(kind, now),
     }
+}
+
+/// What one charge changed, so a request refused by a later limit can be put back exactly.
+enum Undo {
+    /// The counter did not exist.
+    Absent,
+    /// The bucket or budget as it was.
+    Was(Entry),
+    /// Slots pushed onto an existing set.
+    Pushed(u64),
 }
 
 fn elapsed_us(from: Instant, to: Instant) -> f64 {
@@ -202,15 +221,38 @@ fn adjust(entry: &mut Entry, delta: i64, now: Now, max_hold: Duration) {
 }
 
 /// True when the counter holds nothing worth keeping (forgetting it changes no answer).
-fn is_idle(entry: &Entry, kind: LimitKind, now: Now) -> bool {
-    match current(Some(entry), kind, now) {
-        Entry::Bucket { level, .. } => level <= 0.0,
-        Entry::Budget { used, .. } => used == 0,
+fn is_idle(entry: &mut Entry, kind: LimitKind, now: Now) -> bool {
+    refresh(entry, kind, now);
+    match entry {
+        Entry::Bucket { level, .. } => *level <= 0.0,
+        Entry::Budget { used, .. } => *used == 0,
         Entry::Slots(slots) => slots.is_empty(),
     }
 }
 
 impl State {
+    /// Puts back what `undo` (one entry per reservation of `reqs`, in order) changed.
+    fn roll_back(&mut self, reqs: &[Reservation], undo: Vec<Undo>) {
+        for (r, before) in reqs.iter().zip(undo).rev() {
+            let key = (r.key.clone(), r.kind);
+            match before {
+                Undo::Absent => {
+                    self.entries.remove(&key);
+                }
+                Undo::Was(entry) => {
+                    self.entries.insert(key, entry);
+                }
+                Undo::Pushed(n) => {
+                    if let Some(Entry::Slots(slots)) = self.entries.get_mut(&key) {
+                        for _ in 0..n {
+                            slots.pop_back();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn sweep_if_due(&mut self, now: Now) {
         self.ops_since_sweep += 1;
         if self.ops_since_sweep < self.entries.len().max(1024) {
@@ -227,24 +269,37 @@ impl RateLimiter for MemoryRateLimiter {
         let now = self.now();
         let mut state = self.state.lock();
         state.sweep_if_due(now);
-        // Charge a scratch copy of every touched counter; write back only if all fit.
-        // A request has a handful of counters: a vector searched linearly beats a map here.
-        let mut scratch: Vec<(Key, Entry)> = Vec::with_capacity(reqs.len());
+        // Charge every counter in place and keep what each charge changed; a refusal puts the
+        // earlier ones back. Refusals are the rare case, so this beats copying counters first.
+        let mut undo = Vec::with_capacity(reqs.len());
         let mut limits = Vec::with_capacity(reqs.len());
         for r in reqs {
             let key = (r.key.clone(), r.kind);
-            let res = match scratch.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, entry)) => charge(entry, r, now, self.max_hold),
-                None => {
-                    let mut entry = current(state.entries.get(&key), r.kind, now);
-                    let res = charge(&mut entry, r, now, self.max_hold);
-                    scratch.push((key, entry));
-                    res
+            let (entry, before) = match state.entries.get_mut(&key) {
+                Some(entry) => {
+                    refresh(entry, r.kind, now);
+                    let before = match &*entry {
+                        Entry::Slots(_) => Undo::Pushed(r.amount),
+                        other => Undo::Was(other.clone()),
+                    };
+                    (entry, before)
                 }
+                None => (state.entries.entry(key).or_insert_with(|| fresh(r.kind, now)), Undo::Absent),
             };
-            limits.push(res?);
+            match charge(entry, r, now, self.max_hold) {
+                Ok(status) => {
+                    undo.push(before);
+                    limits.push(status);
+                }
+                Err(e) => {
+                    if matches!(before, Undo::Absent) {
+                        state.entries.remove(&(r.key.clone(), r.kind));
+                    }
+                    state.roll_back(&reqs[..undo.len()], undo);
+                    return Err(e);
+                }
+            }
         }
-        state.entries.extend(scratch);
         Ok(Admission { limits, degraded: false })
     }
 
@@ -257,13 +312,20 @@ impl RateLimiter for MemoryRateLimiter {
                 continue;
             }
             let key = (a.key.clone(), a.kind);
-            let mut entry = current(state.entries.get(&key), a.kind, now);
-            if matches!(entry, Entry::Bucket { limit: 0, .. }) {
-                // No bucket (never reserved, or swept): nothing to drain at; skip.
-                continue;
+            match state.entries.get_mut(&key) {
+                // A bucket that was never charged has no rate to drain at: nothing to correct.
+                Some(Entry::Bucket { limit: 0, .. }) => {}
+                Some(entry) => {
+                    refresh(entry, a.kind, now);
+                    adjust(entry, a.delta, now, self.max_hold);
+                }
+                None if a.delta > 0 && !matches!(a.kind, LimitKind::Window { .. }) => {
+                    let mut entry = fresh(a.kind, now);
+                    adjust(&mut entry, a.delta, now, self.max_hold);
+                    state.entries.insert(key, entry);
+                }
+                None => {}
             }
-            adjust(&mut entry, a.delta, now, self.max_hold);
-            state.entries.insert(key, entry);
         }
         Ok(())
     }
@@ -315,6 +377,27 @@ mod tests {
         assert_eq!(ok.limits[0].reset_after, Some(Duration::from_secs(60)));
         tokio::time::advance(Duration::from_secs(60)).await;
         assert_eq!(l.reserve(&[rpm("a", 3)]).await.unwrap().limits[0].remaining, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_puts_back_every_earlier_charge_of_the_request() {
+        let l = MemoryRateLimiter::default();
+        let slot = Reservation {
+            key: "c".into(),
+            kind: LimitKind::Concurrency,
+            limit: 5,
+            amount: 1,
+            name: "slots".into(),
+        };
+        l.reserve(&[slot.clone(), rpm("a", 10)]).await.unwrap();
+        let counters = l.len();
+        let refused =
+            l.reserve(&[slot.clone(), rpm("a", 10), rpm("new", 10), rpm("a", 10), rpm("never", 0)]).await;
+        assert!(refused.is_err());
+        assert_eq!(l.len(), counters, "a counter made by the refused request is gone");
+        let ok = l.reserve(&[slot, rpm("a", 10)]).await.unwrap();
+        assert_eq!(ok.limits[0].remaining, 3, "one slot from before, one now");
+        assert_eq!(ok.limits[1].remaining, 8, "one request from before, one now");
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 use tollgate_types::limits::{BudgetSpec, LimitPolicy, RateLimits};
-use tollgate_types::ports::{LimitKind, Reservation};
+use tollgate_types::ports::{Adjustment, LimitKind, Reservation};
 use tollgate_types::tenancy::TenantId;
 
 use crate::auth::Principal;
@@ -199,9 +199,32 @@ impl Plan {
             .collect()
     }
 
-    /// Whether `r` (one of this plan's reservations) counts tokens.
-    pub fn is_tokens(r: &Reservation) -> bool {
-        r.key.ends_with(":tpm")
+    /// Whether the `i`-th reservation counts tokens.
+    pub fn is_tokens_at(&self, i: usize) -> bool {
+        self.templates.get(i).is_some_and(|(_, a)| *a == Amount::Tokens)
+    }
+
+    /// The budget the `i`-th reservation charges, if it is one (budgets come last, in order).
+    pub fn budget_at(&self, i: usize) -> Option<&BudgetItem> {
+        let first = self.templates.len() - self.budgets.len();
+        i.checked_sub(first).and_then(|j| self.budgets.get(j))
+    }
+
+    /// The corrections of a request that reserved this plan: `tokens` on every token window,
+    /// `cost` on every budget (both differences from the estimate; zero ones are left out), and
+    /// one slot released per concurrency limit.
+    pub fn adjustments(&self, tokens: i64, cost: i64, out: &mut Vec<Adjustment>) {
+        for (r, amount) in &self.templates {
+            let delta = match (r.kind, amount) {
+                (LimitKind::Concurrency, _) => -1,
+                (_, Amount::Tokens) => tokens,
+                (_, Amount::Cost) => cost,
+                (_, Amount::One) => 0,
+            };
+            if delta != 0 {
+                out.push(Adjustment { key: r.key.clone(), kind: r.kind, delta });
+            }
+        }
     }
 }
 

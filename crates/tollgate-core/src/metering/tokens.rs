@@ -240,8 +240,12 @@ pub fn count_prompt_tokens(req: &ChatRequest, family: TokenizerFamily) -> u64 {
     scale(raw, family)
 }
 
+/// Every role name is a single token in both encodings (a test checks it), so counting a
+/// message's role does not need a tokenizer pass.
+const ROLE_TOKENS: u64 = 1;
+
 fn message_tokens(message: &Message, family: TokenizerFamily) -> u64 {
-    let mut n = TOKENS_PER_MESSAGE + raw_count(message.role.as_str(), family);
+    let mut n = TOKENS_PER_MESSAGE + ROLE_TOKENS;
     if let Some(content) = &message.content {
         n = n.saturating_add(content_tokens(content, family));
     }
@@ -470,6 +474,16 @@ impl StreamTokenCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_role_name_is_one_token() {
+        use tollgate_types::chat::Role;
+        for role in [Role::System, Role::Developer, Role::User, Role::Assistant, Role::Tool] {
+            for family in [TokenizerFamily::O200k, TokenizerFamily::Cl100k] {
+                assert_eq!(raw_count(role.as_str(), family), ROLE_TOKENS, "{role:?} in {family:?}");
+            }
+        }
+    }
     use tollgate_types::{
         Delta, FunctionCall, FunctionCallDelta, FunctionDef, Role, ToolCall, ToolCallDelta, ToolKind,
     };

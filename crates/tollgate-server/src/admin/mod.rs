@@ -8,6 +8,7 @@
 //! the app's auth middleware before any of this runs; `openapi.json` is public.
 
 mod credentials;
+mod deployments;
 pub mod extract;
 mod keys;
 mod limits;
@@ -51,6 +52,7 @@ pub const OPENAPI_PATH: &str = "/admin/v1/openapi.json";
         (name = "limits", description = "Rate limits and budgets of tenants, projects and keys; a tenant's pricing"),
         (name = "credentials", description = "Provider credentials a tenant brings (BYOK)"),
         (name = "audit", description = "Every admin change, with before and after"),
+        (name = "routing", description = "Aliases, their deployments and live health (super-admin)"),
     )
 )]
 struct ApiDoc;
@@ -130,6 +132,7 @@ fn api() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(credentials::get, credentials::delete))
         .routes(routes!(credentials::audit))
         .routes(routes!(usage::report))
+        .routes(routes!(deployments::list))
         .split_for_parts();
     Conventions.modify(&mut doc);
     (router, doc)

@@ -208,17 +208,21 @@ pub struct Policy {
     /// tenant has no credential for fails with 403.
     #[serde(default)]
     pub byok_only: bool,
+    /// Only deployments carrying one of these tags (config `models.*.deployments[].tags` or
+    /// `region`) serve this tenant, e.g. `["eu"]`; empty: any deployment.
+    #[serde(default)]
+    pub allowed_tags: Vec<String>,
 }
 
 impl From<TenantPolicy> for Policy {
     fn from(p: TenantPolicy) -> Self {
-        Self { byok_only: p.byok_only }
+        Self { byok_only: p.byok_only, allowed_tags: p.allowed_tags }
     }
 }
 
 impl From<Policy> for TenantPolicy {
     fn from(p: Policy) -> Self {
-        Self { byok_only: p.byok_only }
+        Self { byok_only: p.byok_only, allowed_tags: p.allowed_tags }
     }
 }
 

@@ -1,27 +1,64 @@
 //! Client dialects. Each turns its wire format into canonical requests, runs the pipeline, and
 //! encodes the outcome back.
 
+pub mod controls;
 pub mod openai;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use tollgate_core::limits::RateLimitHeaders;
 use tollgate_core::limits::enforcer::reset_text;
-use tollgate_core::registry::Deployment;
+use tollgate_core::pipeline::Served;
+use tollgate_core::registry::{Deployment, ModelRoute};
 use tollgate_types::ports::LimitStatus;
 
 /// Names the provider kind that answered.
 pub const PROVIDER_HEADER: &str = "x-tollgate-provider";
 /// Names the deployment that answered.
 pub const DEPLOYMENT_HEADER: &str = "x-tollgate-deployment";
+/// Names the alias that answered: the requested one, or the fallback that took over.
+pub const MODEL_HEADER: &str = "x-tollgate-model";
+/// Upstream attempts the answer took.
+pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
+
+/// Who answered, for the response headers.
+pub struct ServedBy<'a> {
+    pub deployment: &'a Deployment,
+    pub alias: &'a str,
+    pub attempts: u32,
+    pub limits: &'a RateLimitHeaders,
+}
+
+impl<'a> ServedBy<'a> {
+    /// From the parts of a [`Served`] whose value was already moved out (streams).
+    pub fn parts(
+        deployment: &'a Deployment,
+        route: &'a ModelRoute,
+        attempts: u32,
+        limits: &'a RateLimitHeaders,
+    ) -> Self {
+        Self { deployment, alias: &route.alias, attempts, limits }
+    }
+}
+
+impl<'a, T> From<&'a Served<T>> for ServedBy<'a> {
+    fn from(s: &'a Served<T>) -> Self {
+        Self::parts(&s.deployment, &s.route, s.attempts, &s.rate_limits)
+    }
+}
 
 /// Adds the headers naming who answered and the caller's rate-limit state.
-pub fn with_served(mut resp: Response, d: &Deployment, limits: &RateLimitHeaders) -> Response {
+pub fn with_served(mut resp: Response, by: ServedBy<'_>) -> Response {
+    let (d, limits) = (by.deployment, by.limits);
     let h = resp.headers_mut();
     h.insert(PROVIDER_HEADER, HeaderValue::from_static(d.provider_kind));
     if let Ok(v) = HeaderValue::from_str(&d.name) {
         h.insert(DEPLOYMENT_HEADER, v);
     }
+    if let Ok(v) = HeaderValue::from_str(by.alias) {
+        h.insert(MODEL_HEADER, v);
+    }
+    h.insert(ATTEMPTS_HEADER, HeaderValue::from(by.attempts));
     rate_limit_headers(h, &REQUESTS, limits.requests.as_ref());
     rate_limit_headers(h, &TOKENS, limits.tokens.as_ref());
     resp

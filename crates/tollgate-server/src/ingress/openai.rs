@@ -14,7 +14,8 @@ use tollgate_core::auth::Principal;
 use tollgate_core::pipeline::{ChatOutcome, CompletionOutcome};
 use tollgate_types::{ChatRequest, CompletionRequest, EmbeddingsRequest, ErrorKind, GatewayError};
 
-use super::with_served;
+use super::controls::Controls;
+use super::{ServedBy, with_served};
 use crate::app::AppState;
 use crate::errors::ApiError;
 use crate::extract::JsonBody;
@@ -25,12 +26,16 @@ pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(RequestId(id)): Extension<RequestId>,
     Extension(principal): Extension<Principal>,
+    Controls(controls): Controls,
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = RequestCtx::new(id, principal);
+    let ctx = RequestCtx::new(id, principal).with_controls(controls);
     Ok(match state.gateway.chat(&ctx, req).await? {
-        ChatOutcome::Json(s) => with_served(json_response(&s.value)?, &s.deployment, &s.rate_limits),
-        ChatOutcome::Stream(s) => with_served(sse::response(s.value), &s.deployment, &s.rate_limits),
+        ChatOutcome::Json(s) => with_served(json_response(&s.value)?, (&s).into()),
+        ChatOutcome::Stream(s) => {
+            let by = ServedBy::parts(&s.deployment, &s.route, s.attempts, &s.rate_limits);
+            with_served(sse::response(s.value), by)
+        }
     })
 }
 
@@ -38,14 +43,16 @@ pub async fn completions(
     State(state): State<AppState>,
     Extension(RequestId(id)): Extension<RequestId>,
     Extension(principal): Extension<Principal>,
+    Controls(controls): Controls,
     JsonBody(req): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = RequestCtx::new(id, principal);
+    let ctx = RequestCtx::new(id, principal).with_controls(controls);
     Ok(match state.gateway.completions(&ctx, req).await? {
-        CompletionOutcome::Json(s) => with_served(json_response(&s.value)?, &s.deployment, &s.rate_limits),
+        CompletionOutcome::Json(s) => with_served(json_response(&s.value)?, (&s).into()),
         CompletionOutcome::Stream(s) => {
+            let by = ServedBy::parts(&s.deployment, &s.route, s.attempts, &s.rate_limits);
             let chunks = s.value.map(|item| item.map_err(GatewayError::from));
-            with_served(sse::response(chunks), &s.deployment, &s.rate_limits)
+            with_served(sse::response(chunks), by)
         }
     })
 }
@@ -54,11 +61,12 @@ pub async fn embeddings(
     State(state): State<AppState>,
     Extension(RequestId(id)): Extension<RequestId>,
     Extension(principal): Extension<Principal>,
+    Controls(controls): Controls,
     JsonBody(req): JsonBody<EmbeddingsRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = RequestCtx::new(id, principal);
+    let ctx = RequestCtx::new(id, principal).with_controls(controls);
     let served = state.gateway.embeddings(&ctx, req).await?;
-    Ok(with_served(json_response(&served.value)?, &served.deployment, &served.rate_limits))
+    Ok(with_served(json_response(&served.value)?, (&served).into()))
 }
 
 /// The aliases this key may call.

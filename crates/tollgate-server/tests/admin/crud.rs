@@ -39,7 +39,7 @@ async fn tenants_crud(b: Backend) {
     let h = Harness::start(b).await;
     let created = h.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "t1"}))).await;
     assert_eq!(created["object"], "tenant");
-    assert_eq!(created["policy"], json!({"byok_only": false}));
+    assert_eq!(created["policy"], json!({"byok_only": false, "allowed_tags": []}));
     let id = created["id"].as_str().unwrap();
     let path = format!("/admin/v1/tenants/{id}");
     assert_eq!(h.admin(Method::GET, &path, None).await["name"], "t1");
@@ -51,6 +51,13 @@ async fn tenants_crud(b: Backend) {
         (updated["name"].as_str(), updated["policy"]["byok_only"].as_bool()),
         (Some("t1b"), Some(true))
     );
+    let tagged = h
+        .admin(Method::PATCH, &path, Some(json!({"policy": {"allowed_tags": ["eu", "eu-west", "eu"]}})))
+        .await;
+    assert_eq!(tagged["policy"]["allowed_tags"], json!(["eu", "eu-west"]));
+    let r = h.call(ADMIN_KEY, Method::PATCH, &path, Some(json!({"policy": {"allowed_tags": ["e u"]}}))).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.body["error"]["message"].as_str().unwrap().contains("allowed_tags"), "{}", r.text);
     let deleted = h.admin(Method::DELETE, &path, None).await;
     assert_eq!(deleted, json!({"id": id, "object": "tenant", "deleted": true}));
     let r = h.call(ADMIN_KEY, Method::GET, &path, None).await;
@@ -274,6 +281,7 @@ async fn openapi_document_lists_every_route() {
     let t = "/admin/v1/tenants/{tenant_id}";
     let expected: Vec<(String, &str)> = [
         ("/admin/v1/me".to_owned(), "get"),
+        ("/admin/v1/deployments".to_owned(), "get"),
         ("/admin/v1/tenants".to_owned(), "post"),
         ("/admin/v1/tenants".to_owned(), "get"),
         (t.to_owned(), "get"),
@@ -310,7 +318,7 @@ async fn openapi_document_lists_every_route() {
             }),
     )
     .collect();
-    assert_eq!(expected.len(), 36);
+    assert_eq!(expected.len(), 37);
     for (path, method) in &expected {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} missing from the document");

@@ -259,7 +259,13 @@ pub async fn ping_ok(store: &Store) {
 pub async fn tenant_crud_round_trip(store: &Store) {
     let created = store
         .admin
-        .create_tenant(NewTenant { name: "acme".into(), policy: TenantPolicy { byok_only: true } }, &actor())
+        .create_tenant(
+            NewTenant {
+                name: "acme".into(),
+                policy: TenantPolicy { byok_only: true, ..TenantPolicy::default() },
+            },
+            &actor(),
+        )
         .await
         .unwrap();
     assert_eq!(created.name, "acme");
@@ -271,7 +277,10 @@ pub async fn tenant_crud_round_trip(store: &Store) {
         .admin
         .update_tenant(
             created.id,
-            TenantPatch { name: Some("acme-corp".into()), policy: Some(TenantPolicy { byok_only: false }) },
+            TenantPatch {
+                name: Some("acme-corp".into()),
+                policy: Some(TenantPolicy { byok_only: false, ..TenantPolicy::default() }),
+            },
             &actor(),
         )
         .await
@@ -285,7 +294,10 @@ pub async fn tenant_crud_round_trip(store: &Store) {
 
     // An empty patch changes nothing but the timestamp.
     let same = store.admin.update_tenant(created.id, TenantPatch::default(), &actor()).await.unwrap();
-    assert_eq!((same.name.as_str(), same.policy.clone()), ("acme-corp", TenantPolicy { byok_only: false }));
+    assert_eq!(
+        (same.name.as_str(), same.policy.clone()),
+        ("acme-corp", TenantPolicy { byok_only: false, ..TenantPolicy::default() })
+    );
 
     let listed = store.admin.list_tenants(all()).await.unwrap();
     assert_eq!(listed.data.len(), 1);
@@ -1007,7 +1019,13 @@ pub async fn delete_member_revokes_its_keys(store: &Store) {
 pub async fn authenticate_key_returns_what_auth_needs(store: &Store) {
     let t = store
         .admin
-        .create_tenant(NewTenant { name: "acme".into(), policy: TenantPolicy { byok_only: true } }, &actor())
+        .create_tenant(
+            NewTenant {
+                name: "acme".into(),
+                policy: TenantPolicy { byok_only: true, ..TenantPolicy::default() },
+            },
+            &actor(),
+        )
         .await
         .unwrap();
     let p = project(store, t.id, "web").await;
@@ -1025,7 +1043,7 @@ pub async fn authenticate_key_returns_what_auth_needs(store: &Store) {
     assert_eq!(auth.scopes, vec![KeyScope::Admin, KeyScope::Inference]);
     assert_eq!(auth.allowed_models, Some(vec!["gpt-4o".to_owned()]));
     assert_eq!((auth.expires_at, auth.revoked_at), (None, None));
-    assert_eq!(auth.tenant_policy, TenantPolicy { byok_only: true });
+    assert_eq!(auth.tenant_policy, TenantPolicy { byok_only: true, ..TenantPolicy::default() });
     assert_eq!(store.auth.authenticate_key(&self::hash()).await.unwrap(), None);
 
     // Role and policy changes show on the next lookup.
@@ -1475,7 +1493,10 @@ pub async fn change_feed_tenant_and_members(store: &Store) {
         .admin
         .update_tenant(
             t,
-            TenantPatch { name: None, policy: Some(TenantPolicy { byok_only: true }) },
+            TenantPatch {
+                name: None,
+                policy: Some(TenantPolicy { byok_only: true, ..TenantPolicy::default() }),
+            },
             &actor(),
         )
         .await
