@@ -143,7 +143,9 @@ impl AdminService {
         self.store.get_tenant(tenant).await.or_not_found("tenant", tenant)
     }
 
-    /// Renaming needs an admin; changing the policy (`byok_only`) needs an owner.
+    /// Renaming needs an admin; changing the policy (`byok_only`) needs an owner; the
+    /// `allowed_tags` restriction is the super-admin's alone (an EU-only tenant must not lift
+    /// it itself): other callers' patches keep it, and one that tries to change it is refused.
     pub async fn update_tenant(
         &self,
         caller: &Caller,
@@ -152,13 +154,22 @@ impl AdminService {
     ) -> Result<Tenant, GatewayError> {
         let access = caller.access(tenant)?;
         access.require(MemberRole::Admin, "rename the tenant")?;
-        if patch.policy.is_some() {
+        let mut policy = patch.policy.map(validate::policy).transpose()?;
+        if let Some(p) = &mut policy {
             access.require(MemberRole::Owner, "change the tenant's policy")?;
+            if !access.is_super() {
+                let current = self.store.get_tenant(tenant).await.or_not_found("tenant", tenant)?;
+                if p.allowed_tags.is_empty() {
+                    p.allowed_tags = current.policy.allowed_tags;
+                } else if p.allowed_tags != current.policy.allowed_tags {
+                    return Err(GatewayError::new(
+                        tollgate_types::ErrorKind::Forbidden,
+                        "Only the super-admin can change a tenant's allowed_tags.",
+                    ));
+                }
+            }
         }
-        let patch = TenantPatch {
-            name: validate::optional_name("name", patch.name)?,
-            policy: patch.policy.map(validate::policy).transpose()?,
-        };
+        let patch = TenantPatch { name: validate::optional_name("name", patch.name)?, policy };
         let updated =
             self.store.update_tenant(tenant, patch, &caller.actor).await.or_not_found("tenant", tenant)?;
         // Keys cache their tenant's policy.

@@ -71,6 +71,14 @@ struct BudgetCheck {
     at: OffsetDateTime,
 }
 
+/// What a deployment's own limits had left after an attempt's reservation: `(remaining,
+/// limit)` of its requests and tokens per minute.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Headroom {
+    pub requests: Option<(u64, u64)>,
+    pub tokens: Option<(u64, u64)>,
+}
+
 /// What the request's answer says about the caller's limits (`x-ratelimit-*`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RateLimitHeaders {
@@ -179,19 +187,29 @@ impl Enforcer {
         Ok(charge)
     }
 
-    /// Reserves the limits of the deployment an attempt is about to use. A refusal is an
-    /// attempt failure (rate limited), so the caller falls through to the next deployment.
-    pub async fn admit_deployment(&self, charge: &Charge, d: &Deployment) -> Result<(), ProviderError> {
+    /// Reserves the limits of the deployment an attempt is about to use, and says how much
+    /// room they have left (for usage-based routing). A refusal is an attempt failure (rate
+    /// limited), so the caller falls through to the next deployment.
+    pub async fn admit_deployment(&self, charge: &Charge, d: &Deployment) -> Result<Headroom, ProviderError> {
         if d.limit_plan.is_empty() {
-            return Ok(());
+            return Ok(Headroom::default());
         }
         let reservations = d.limit_plan.reservations(charge.estimate);
         match self.limiter.reserve(&reservations).await {
             Ok(admission) => {
+                let mut room = Headroom::default();
                 if !admission.degraded {
                     *charge.deployment.lock() = Some(d.limit_plan.clone());
+                    for (i, status) in admission.limits.iter().enumerate() {
+                        let left = Some((status.remaining, status.limit));
+                        match reservations[i].kind {
+                            LimitKind::Window { .. } if d.limit_plan.is_tokens_at(i) => room.tokens = left,
+                            LimitKind::Window { .. } => room.requests = left,
+                            _ => {}
+                        }
+                    }
                 }
-                Ok(())
+                Ok(room)
             }
             Err(LimitError::Exceeded { name, limit, retry_after }) => {
                 metrics::counter!(LIMIT_REFUSALS, "limit" => limit_label(&name)).increment(1);

@@ -15,7 +15,7 @@ pub mod memory;
 pub mod plan;
 pub mod policy;
 
-pub use enforcer::{Charge, Enforcer, RateLimitHeaders, SettleWorker};
+pub use enforcer::{Charge, Enforcer, Headroom, RateLimitHeaders, SettleWorker};
 pub use memory::MemoryRateLimiter;
 pub use plan::{Estimate, Plan, ScopeLimits};
 pub use policy::{FailurePolicy, PolicyRateLimiter};

@@ -21,7 +21,7 @@ use tollgate_types::{Attempt, ErrorKind, GatewayError};
 
 use super::{Call, Gateway, RequestCtx, Served};
 use crate::auth::Principal;
-use crate::limits::{Charge, RateLimitHeaders};
+use crate::limits::{Charge, Headroom, RateLimitHeaders};
 use crate::metrics;
 use crate::registry::{Deployment, ModelRoute};
 use crate::routing::{Availability, BreakerState, Candidate, Outcome, Strategy};
@@ -146,6 +146,8 @@ impl Gateway {
         // Deployments this request must not try again (bad credential, prompt too long).
         let mut spent: HashSet<usize> = HashSet::new();
         let mut too_long = false;
+        // Deployments left out by the request's tags, and by the tenant's allowed tags.
+        let mut untagged = Untagged::default();
         let mut round = 0u32;
         loop {
             let mut tried_this_round = false;
@@ -168,9 +170,18 @@ impl Gateway {
                 let mut fits = 0;
                 let mut candidates = Vec::with_capacity(alias.deployments.len());
                 for (slot, d) in alias.deployments.iter().enumerate() {
-                    if spent.contains(&d.index) || !tags_match(d, &ctx.controls.tags, allowed_tags) {
+                    if spent.contains(&d.index) {
                         continue;
                     }
+                    if !requested_tags_match(d, &ctx.controls.tags) {
+                        untagged.by_request = true;
+                        continue;
+                    }
+                    if !allowed_tags_match(d, allowed_tags) {
+                        untagged.by_tenant = true;
+                        continue;
+                    }
+                    untagged.any_matched = true;
                     if let (Some(window), Some(prompt)) = (d.routing.context_window, prompt_tokens)
                         && prompt > window
                     {
@@ -210,10 +221,12 @@ impl Gateway {
                     let probe = match availability {
                         Availability::Ready => false,
                         Availability::Probe => true,
-                        Availability::CoolingDown { until } | Availability::Open { until } => {
+                        // Only a 429 cooldown is worth a short wait; an open breaker fails fast.
+                        Availability::CoolingDown { until } => {
                             available_at = Some(available_at.map_or(until, |a| a.min(until)));
                             continue;
                         }
+                        Availability::Open { .. } => continue,
                     };
                     budget.attempts_left -= 1;
                     tried_this_round = true;
@@ -227,7 +240,12 @@ impl Gateway {
                     let in_flight = d.health.begin();
                     let outcome = match &self.enforcer {
                         Some(enforcer) => match enforcer.admit_deployment(charge, d).await {
-                            Ok(()) => call(adapter, call_ctx).await,
+                            Ok(room) => {
+                                if room != Headroom::default() {
+                                    d.health.observe_headroom(now, room.requests, room.tokens);
+                                }
+                                call(adapter, call_ctx).await
+                            }
                             Err(at_limit) => Err(at_limit),
                         },
                         None => call(adapter, call_ctx).await,
@@ -335,8 +353,8 @@ impl Gateway {
                 }
                 wait
             } else {
-                // Every usable deployment is cooling down or open: wait a little if one comes
-                // back soon, otherwise answer now with when to come back.
+                // Every usable deployment is cooling down or open: wait a little if one
+                // cools down soon, otherwise answer now with when to come back.
                 match available_at {
                     Some(at) if at.saturating_duration_since(now) <= MAX_UNAVAILABLE_WAIT => {
                         at.saturating_duration_since(now)
@@ -351,7 +369,7 @@ impl Gateway {
             tokio::time::sleep(wait).await;
             round += 1;
         }
-        Err(give_up(route, attempts, byok_missing, too_long, &budget))
+        Err(give_up(route, attempts, byok_missing, too_long, untagged, &budget))
     }
 
     /// What the strategy needs to know about one deployment for this request.
@@ -470,11 +488,22 @@ fn allowed_tags(principal: &Principal) -> &[String] {
     }
 }
 
-/// The deployment carries every requested tag, and one of the tenant's allowed tags if it has
-/// any.
-fn tags_match(d: &Deployment, requested: &[String], allowed: &[String]) -> bool {
+/// The deployment carries every tag the request pinned.
+fn requested_tags_match(d: &Deployment, requested: &[String]) -> bool {
     requested.iter().all(|t| d.routing.tags.contains(t))
-        && (allowed.is_empty() || allowed.iter().any(|t| d.routing.tags.contains(t)))
+}
+
+/// The deployment carries one of the tenant's allowed tags, if it has any.
+fn allowed_tags_match(d: &Deployment, allowed: &[String]) -> bool {
+    allowed.is_empty() || allowed.iter().any(|t| d.routing.tags.contains(t))
+}
+
+/// Whether tags left deployments out, to tell "none matches" from "none works".
+#[derive(Debug, Default, Clone, Copy)]
+struct Untagged {
+    by_request: bool,
+    by_tenant: bool,
+    any_matched: bool,
 }
 
 fn any_too_small(alias: &ModelRoute, prompt_tokens: Option<u64>) -> bool {
@@ -504,6 +533,7 @@ fn give_up(
     attempts: Vec<Attempt>,
     mut byok_missing: Vec<String>,
     too_long: bool,
+    untagged: Untagged,
     budget: &Budget,
 ) -> GatewayError {
     if !attempts.is_empty() {
@@ -523,6 +553,23 @@ fn give_up(
                 byok_missing.join(", ")
             ),
         );
+    }
+    if !untagged.any_matched && untagged.by_tenant {
+        return GatewayError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "This tenant may only use deployments with its allowed tags, and no deployment of `{}` has one.",
+                route.alias
+            ),
+        );
+    }
+    if !untagged.any_matched && untagged.by_request {
+        let mut err = GatewayError::new(
+            ErrorKind::InvalidRequest,
+            format!("No deployment of `{}` carries every tag of x-tollgate-tags.", route.alias),
+        );
+        err.param = Some("x-tollgate-tags".to_owned());
+        return err;
     }
     if too_long {
         let mut err = GatewayError::new(
@@ -552,9 +599,9 @@ fn give_up(
         .min()
         .map(Duration::from_millis);
     let mut err = GatewayError::new(
-        ErrorKind::UpstreamUnavailable,
+        ErrorKind::Unavailable,
         format!(
-            "No deployment of `{}` can take requests now (circuit breakers open or rate limited upstream), or none matches the requested tags.",
+            "No deployment of `{}` can take requests now: their circuit breakers are open or the upstream rate-limited them; retry after the time in Retry-After.",
             route.alias
         ),
     );

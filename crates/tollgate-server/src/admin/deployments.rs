@@ -1,9 +1,10 @@
 //! `GET /admin/v1/deployments`: every alias with its routing and the live state of each
 //! deployment (breaker, cooldown, in-flight, latency averages, headroom). Super-admin only: it
-//! describes the gateway's providers, shared by every tenant.
+//! describes the gateway's providers, shared by every tenant. Needs no store: the state is this
+//! node's own.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use serde::Serialize;
 use tokio::time::Instant;
 use tollgate_core::auth::Principal;
@@ -11,7 +12,6 @@ use tollgate_core::routing::HealthSnapshot;
 use tollgate_types::{ErrorKind, GatewayError};
 use utoipa::ToSchema;
 
-use super::extract::Admin;
 use crate::app::AppState;
 use crate::errors::ApiError;
 
@@ -57,8 +57,11 @@ pub struct DeploymentView {
 /// Every alias, its routing, and the live health of its deployments (super-admin only).
 #[utoipa::path(operation_id = "list_deployments", get, path = "/admin/v1/deployments", tag = "routing",
     responses((status = 200, body = DeploymentList)))]
-pub async fn list(admin: Admin, State(state): State<AppState>) -> Result<Json<DeploymentList>, ApiError> {
-    if !matches!(admin.caller.principal, Principal::SuperAdmin) {
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+) -> Result<Json<DeploymentList>, ApiError> {
+    if !matches!(principal, Principal::SuperAdmin) {
         return Err(GatewayError::new(
             ErrorKind::Forbidden,
             "Only the super-admin can see the gateway's deployments.",

@@ -46,6 +46,10 @@ models:
   echo-2: { deployments: [ { provider: echo, model: echo-2 } ] }
   compat-chat: { deployments: [ { provider: compat, model: llama-3 } ] }
   other-chat: { deployments: [ { provider: other, model: llama-3 } ] }
+  regional:
+    deployments:
+      - { provider: echo, model: eu-1, name: eu, tags: [eu] }
+      - { provider: echo, model: us-1, name: us, region: us-east-1 }
 "#;
 
 /// Removes the test's database when the test ends.
@@ -192,6 +196,20 @@ impl Harness {
     pub async fn chat(&self, key: &str, model: &str) -> Resp {
         let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
         self.call(key, Method::POST, "/v1/chat/completions", Some(body)).await
+    }
+
+    /// A chat call with extra request headers (routing controls).
+    pub async fn call_with(&self, key: &str, model: &str, headers: &[(&str, &str)]) -> Resp {
+        let body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}]});
+        let mut req =
+            self.http.post(format!("{}/v1/chat/completions", self.base)).bearer_auth(key).json(&body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        Resp { status, body: serde_json::from_str(&text).unwrap_or(Value::Null), text }
     }
 
     /// What the bootstrap admin sets up for a team: a tenant, its owner, a project, and an

@@ -39,4 +39,5 @@ mod isolation;
 mod keys;
 mod limits;
 mod rbac;
+mod routing;
 mod usage;

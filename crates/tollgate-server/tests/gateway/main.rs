@@ -9,4 +9,5 @@
 mod chat;
 mod errors;
 mod harness;
+mod routing;
 mod streaming;

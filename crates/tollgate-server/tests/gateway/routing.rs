@@ -1,0 +1,262 @@
+//! Routing and resilience against a real mock upstream: strategies, fallbacks, breakers,
+//! cooldowns, the attempt budget and the deadline. Faults come from the mock's model-name knobs
+//! (`model~status=500`) or its global knobs, so each deployment of an alias can misbehave its own
+//! way.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mock_llm::Knobs;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::harness::{Harness, KEY};
+
+const CONFIG: &str = r#"
+providers:
+  compat: { kind: openai_compatible, base_url: "{mock}/v1" }
+routing:
+  backoff_base: 10ms
+  backoff_max: 50ms
+  breaker: { consecutive_failures: 3, cooldown: 400ms, min_requests: 1000 }
+models:
+  weighted:
+    routing: { strategy: weighted }
+    deployments:
+      - { provider: compat, model: a, name: heavy, weight: 3 }
+      - { provider: compat, model: b, name: light, weight: 1 }
+  mixed:
+    routing: { strategy: weighted, max_attempts: 3 }
+    deployments:
+      - { provider: compat, model: "flaky~fail_rate=0.5,status=503", name: flaky }
+      - { provider: compat, model: "slow~latency_ms=150", name: slow }
+      - { provider: compat, model: healthy, name: healthy }
+  latency:
+    routing: { strategy: latency }
+    deployments:
+      - { provider: compat, model: "slow~latency_ms=120", name: slow }
+      - { provider: compat, model: fast, name: fast }
+  failing:
+    routing: { max_attempts: 3 }
+    deployments: [ { provider: compat, model: "broken~status=500", name: broken } ]
+  hanging:
+    deployments: [ { provider: compat, model: "stuck~hang", name: stuck, timeouts: { first_byte: 10s } } ]
+  primary:
+    routing: { fallbacks: [backup] }
+    deployments: [ { provider: compat, model: "down~status=502", name: down } ]
+  backup:
+    deployments: [ { provider: compat, model: up, name: up } ]
+  cooling:
+    deployments:
+      - { provider: compat, model: "busy~status=429,retry_after=30", name: busy }
+      - { provider: compat, model: spare, name: spare }
+  regional:
+    deployments:
+      - { provider: compat, model: eu-model, name: eu, tags: [eu], region: eu-west-1 }
+      - { provider: compat, model: us-model, name: us, tags: [us] }
+  small:
+    routing: { context_window_fallback: big }
+    deployments: [ { provider: compat, model: small-model, name: small, context_window: 40 } ]
+  big:
+    deployments: [ { provider: compat, model: big-model, name: big } ]
+  solo:
+    deployments: [ { provider: compat, model: solo-model, name: solo } ]
+"#;
+
+fn hello(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "hello"}]})
+}
+
+async fn chat_with(h: &Harness, body: Value, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = h.post("/v1/chat/completions").json(&body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
+}
+
+fn header(resp: &reqwest::Response, name: &str) -> String {
+    resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+}
+
+/// Requests the mock received for a model name (knob suffix included).
+fn hits(h: &Harness, model: &str) -> usize {
+    h.mock.requests().iter().filter(|r| r.body["model"] == model).count()
+}
+
+#[tokio::test]
+async fn weighted_routing_splits_traffic_by_weight() {
+    let h = Harness::start(CONFIG).await;
+    let mut served: HashMap<String, usize> = HashMap::new();
+    for _ in 0..400 {
+        let resp = h.chat(hello("weighted")).await;
+        assert_eq!(resp.status(), 200);
+        *served.entry(header(&resp, "x-tollgate-deployment")).or_default() += 1;
+    }
+    let heavy = served.get("heavy").copied().unwrap_or(0);
+    assert!((290..=310).contains(&heavy), "3:1 weights over 400 requests gave {served:?}");
+    assert_eq!(heavy + served.get("light").copied().unwrap_or(0), 400);
+}
+
+#[tokio::test]
+async fn every_request_succeeds_while_one_deployment_is_healthy() {
+    let h = Harness::start(CONFIG).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (base, http) = (h.base.clone(), h.http.clone());
+        #[expect(clippy::disallowed_methods, reason = "concurrent clients of the test server")]
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..25 {
+                let resp = http
+                    .post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(KEY)
+                    .json(&hello("mixed"))
+                    .send()
+                    .await
+                    .unwrap();
+                statuses.push(resp.status().as_u16());
+            }
+            statuses
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    assert_eq!(all.len(), 200);
+    assert!(
+        all.iter().all(|s| *s == 200),
+        "non-200 answers: {:?}",
+        all.iter().filter(|s| **s != 200).count()
+    );
+    assert!(hits(&h, "flaky~fail_rate=0.5,status=503") > 0, "the flaky deployment was tried");
+}
+
+#[tokio::test]
+async fn latency_routing_moves_traffic_off_a_slow_deployment() {
+    let h = Harness::start(CONFIG).await;
+    let mut fast = 0;
+    for i in 0..60 {
+        let resp = h.chat(hello("latency")).await;
+        assert_eq!(resp.status(), 200);
+        if i >= 20 && header(&resp, "x-tollgate-deployment") == "fast" {
+            fast += 1;
+        }
+    }
+    // Exploration sends a few percent elsewhere; the rest goes to the fast one.
+    assert!(fast >= 34, "only {fast} of the last 40 requests went to the fast deployment");
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_attempt_budget() {
+    let h = Harness::start(CONFIG).await;
+    let resp = h.chat(hello("failing")).await;
+    assert_eq!(resp.status(), 502);
+    assert_eq!(hits(&h, "broken~status=500"), 3, "max_attempts: 3");
+}
+
+#[tokio::test]
+async fn the_timeout_header_bounds_the_whole_request() {
+    let h = Harness::start(CONFIG).await;
+    let started = Instant::now();
+    let resp = chat_with(&h, hello("hanging"), &[("x-tollgate-timeout", "300ms")]).await;
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 504, "{}", resp.text().await.unwrap());
+    assert!(took >= Duration::from_millis(290) && took < Duration::from_millis(1500), "took {took:?}");
+    let bad = chat_with(&h, hello("hanging"), &[("x-tollgate-timeout", "soon")]).await;
+    assert_eq!(bad.status(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("x-tollgate-timeout"), "{body}");
+}
+
+#[tokio::test]
+async fn a_fallback_alias_serves_and_the_answer_says_so() {
+    let h = Harness::start(CONFIG).await;
+    let resp = h.chat(hello("primary")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tollgate-model"), "backup");
+    assert_eq!(header(&resp, "x-tollgate-deployment"), "up");
+    assert_eq!(header(&resp, "x-tollgate-attempts"), "2");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["model"], "up", "the upstream model that answered");
+
+    let off = chat_with(&h, hello("primary"), &[("x-tollgate-fallbacks", "off")]).await;
+    assert_eq!(off.status(), 502, "fallbacks off: only the primary's deployment");
+}
+
+#[tokio::test]
+async fn a_429_cools_the_deployment_down_for_its_retry_after() {
+    let h = Harness::start(CONFIG).await;
+    for i in 0..5 {
+        let resp = h.chat(hello("cooling")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-tollgate-deployment"), "spare");
+        let expected = if i == 0 { "2" } else { "1" };
+        assert_eq!(header(&resp, "x-tollgate-attempts"), expected, "request {i}");
+    }
+    assert_eq!(hits(&h, "busy~status=429,retry_after=30"), 1, "skipped while cooling down");
+}
+
+#[tokio::test]
+async fn tags_pin_a_request_to_matching_deployments() {
+    let h = Harness::start(CONFIG).await;
+    for (tags, expected) in [("eu", "eu"), ("eu-west-1", "eu"), ("us", "us")] {
+        for _ in 0..3 {
+            let resp = chat_with(&h, hello("regional"), &[("x-tollgate-tags", tags)]).await;
+            assert_eq!(resp.status(), 200);
+            assert_eq!(header(&resp, "x-tollgate-deployment"), expected, "tags {tags}");
+        }
+    }
+    let none = chat_with(&h, hello("regional"), &[("x-tollgate-tags", "asia")]).await;
+    assert_eq!(none.status(), 400);
+    let body: Value = none.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("tags"), "{body}");
+}
+
+#[tokio::test]
+async fn a_prompt_too_long_for_the_context_window_goes_to_the_larger_alias() {
+    let h = Harness::start(CONFIG).await;
+    let short = h.chat(hello("small")).await;
+    assert_eq!(header(&short, "x-tollgate-model"), "small");
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(20);
+    let resp = h.chat(json!({"model": "small", "messages": [{"role": "user", "content": long}]})).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tollgate-model"), "big");
+    assert_eq!(hits(&h, "small-model"), 1, "the small deployment never saw the long prompt");
+}
+
+#[tokio::test]
+async fn the_breaker_opens_fails_fast_and_recovers() {
+    let h = Harness::start(CONFIG).await;
+    h.mock.set_knobs(Knobs { status: Some(500), ..Knobs::default() });
+    // Three attempts, three failures in a row: the breaker opens.
+    assert_eq!(h.chat(hello("solo")).await.status(), 502);
+    assert_eq!(hits(&h, "solo-model"), 3);
+    let started = Instant::now();
+    let resp = h.chat(hello("solo")).await;
+    assert_eq!(resp.status(), 503, "open: refused without calling the upstream");
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(started.elapsed() < Duration::from_millis(300));
+    assert_eq!(hits(&h, "solo-model"), 3);
+    let view: Value = h
+        .http
+        .get(format!("{}/admin/v1/deployments", h.base))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let solo = view["data"].as_array().unwrap().iter().find(|a| a["alias"] == "solo").unwrap();
+    assert_eq!(solo["deployments"][0]["health"]["breaker"], "open", "{solo}");
+    assert_eq!(solo["deployments"][0]["health"]["failures"], 3);
+
+    // The upstream recovers; after the cooldown a probe goes through and closes the breaker.
+    h.mock.set_knobs(Knobs::default());
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    assert_eq!(h.chat(hello("solo")).await.status(), 200);
+    assert_eq!(h.chat(hello("solo")).await.status(), 200);
+    assert_eq!(hits(&h, "solo-model"), 5);
+}
