@@ -1,29 +1,50 @@
-#!lua name=tollgate_limiter_v1
+#!lua name=tollgate_limiter_v2
 --[[
 Tollgate rate limits and budgets, one atomic function per operation. Loaded by
 crates/tollgate-redis/src/lib.rs (FUNCTION LOAD REPLACE); the names carry the version
-(`_v1`) so gateways of two versions can share one Redis during a rolling deploy. A change to
-the arguments or the reply makes a `_v2` library next to this one, never an edit in place.
+(`_v2`) so gateways of two versions can share one Redis during a rolling deploy: nodes still on
+`tollgate_limiter_v1` keep calling `tollgate_reserve_v1` / `tollgate_settle_v1`, which stay
+loaded next to this library and use the same keys and the same state layout, so both kinds of
+node enforce one limit. A change to the arguments or the reply makes a `_v3` library next to
+this one, never an edit in place.
+
+v2 over v1: one call reserves for many independent requests (a gateway node batches the
+requests waiting at that moment), and loads and saves each counter once per call however many
+requests share it. Each `redis.call` costs the server a microsecond or two, and concurrent
+requests mostly share their counters (same key, tenant, model), so this is what keeps Redis
+from saturating its CPU.
 
 Time: the server's clock (TIME, microseconds) for windows and slot expiry, so every node agrees.
 Calendar periods are chosen by the caller (the period label is in the key) and arrive with the
 seconds left in the period.
 
-tollgate_reserve_v1(KEYS = one per reservation, ARGV = token, then 4 per reservation:
-  kind, limit, amount, param)
+Kinds and their `param`:
   kind 'w' window:      param = period in microseconds; key is a hash {l = level, t = time, r = limit}
   kind 'c' calendar:    param = seconds until the period ends (-1 = never); key is an integer
-  kind 'q' concurrency: param = maximum hold in microseconds; key is a zset member -> expiry
-  All-or-nothing: every key is checked first (a key listed twice counts twice), then all written.
-  Reply (mirrored by `ReserveReplyV1` in src/lib.rs; keep both in step):
-    admitted:  {1, 0, 0, remaining_1, reset_us_1, remaining_2, reset_us_2, ...}  (reset -1 = none)
-    refused:   {0, index of the first limit hit (1-based), retry_after_us (-1 = never)}
+  kind 'q' concurrency: param = maximum hold in microseconds; key is a zset member -> expiry,
+                        one member per slot, unique per slot (token .. ':' .. counter)
 
-tollgate_settle_v1(KEYS = one per adjustment, ARGV = token, then 3 per adjustment:
-  kind, delta, param) -- same kinds and params; levels never go below zero. Reply: 1.
+tollgate_reserve_v2(KEYS = the distinct keys of the batch,
+  ARGV = token, then per request: its count n, then n x (key index (1-based into KEYS), kind,
+  limit, amount, param))
+  Requests are processed in order, each all-or-nothing on its own: every key of a request is
+  checked against what the requests before it in this call took (a key listed twice in one
+  request counts twice); a refused request changes nothing, an admitted one is charged. Each
+  key's state is loaded at most once and saved at most once per call, after the last request.
+  Reply (mirrored by `ReserveOutcome` in src/wire.rs; keep both in step): flat integers, per
+  request in order
+    admitted:  1, remaining_1, reset_us_1, remaining_2, reset_us_2, ...  (n pairs; reset -1 = none)
+    refused:   0, index of the first limit hit (1-based within the request), retry_after_us
+               (-1 = never)
+
+tollgate_settle_v2(KEYS = one per adjustment, ARGV = token, then 3 per adjustment:
+  kind, delta, param) -- same kinds and params; levels never go below zero; a negative
+  concurrency delta -n pops n slots. The caller merges adjustments of one key first (so each
+  key is loaded and saved once). Reply: 1.
 ]]
 
 local CONCURRENCY_RETRY_US = 1000000 -- mirrors tollgate_core::limits::CONCURRENCY_RETRY_AFTER
+local ZADD_CHUNK = 500 -- members per ZADD: unpack() must stay well inside Lua's C stack
 
 local function now_us()
   local t = redis.call('TIME')
@@ -45,81 +66,154 @@ end
 
 local function load_window(key, now, period)
   local v = redis.call('HMGET', key, 'l', 't', 'r')
-  if not v[1] then return {level = 0, limit = 0, exists = false} end
+  if not v[1] then return {kind = 'w', level = 0, limit = 0, period = period, exists = false} end
   local limit = tonumber(v[3])
-  return {level = drain(tonumber(v[1]), now - tonumber(v[2]), limit, period), limit = limit, exists = true}
+  return {
+    kind = 'w', period = period, limit = limit, exists = true,
+    level = drain(tonumber(v[1]), now - tonumber(v[2]), limit, period),
+  }
 end
 
-local function save_window(key, st, now, period)
+local function save_window(key, st, now)
   redis.call('HSET', key, 'l', fmt(st.level), 't', fmt(now), 'r', st.limit)
   local empty_ms = 0
-  if st.limit > 0 then empty_ms = math.ceil(st.level * period / st.limit / 1000) end
+  if st.limit > 0 then empty_ms = math.ceil(st.level * st.period / st.limit / 1000) end
   redis.call('PEXPIRE', key, empty_ms + 1000)
 end
 
+-- One SET with EX instead of SET + EXPIRE: the same end state, one call fewer.
 local function save_budget(key, used, ttl)
-  redis.call('SET', key, used)
-  if ttl > 0 then redis.call('EXPIRE', key, ttl + 86400) end
+  if ttl > 0 then
+    redis.call('SET', key, used, 'EX', ttl + 86400)
+  else
+    redis.call('SET', key, used)
+  end
+end
+
+local function load(key, kind, now, param)
+  if kind == 'w' then
+    return load_window(key, now, param)
+  elseif kind == 'c' then
+    return {kind = 'c', used = tonumber(redis.call('GET', key) or '0'), ttl = param}
+  else
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+    return {kind = 'q', held = redis.call('ZCARD', key), add = 0, hold = param}
+  end
+end
+
+-- Adds `count` slots expiring at `expiry`, members `token:<first + 1>` onwards, in as few ZADDs
+-- as the chunk size allows. Returns the last member number used.
+local function add_slots(key, count, expiry, token, first)
+  local n = first
+  while count > 0 do
+    local take = math.min(count, ZADD_CHUNK)
+    local args = {}
+    for _ = 1, take do
+      n = n + 1
+      args[#args + 1] = expiry
+      args[#args + 1] = token .. ':' .. n
+    end
+    redis.call('ZADD', key, unpack(args))
+    count = count - take
+  end
+  return n
+end
+
+-- Checks one reservation against the committed state plus what the same request already took
+-- (`pending`). Returns true and (remaining, reset_us), or false and retry_after_us.
+local function check(st, pend, kind, limit, amount, param)
+  if kind == 'w' then
+    local level = st.level + pend
+    if level + amount <= limit then
+      local remaining = math.max(0, math.floor(limit - level - amount))
+      return true, remaining, math.ceil((level + amount) * param / limit)
+    end
+    return false, math.ceil((level + amount - limit) * param / limit)
+  elseif kind == 'c' then
+    local used = st.used + pend
+    local reset = -1
+    if param >= 0 then reset = param * 1000000 end
+    if used + amount <= limit then return true, limit - used - amount, reset end
+    return false, reset
+  else
+    local held = st.held + st.add + pend
+    if held + amount <= limit then return true, limit - held - amount, -1 end
+    return false, CONCURRENCY_RETRY_US
+  end
 end
 
 local function reserve(keys, args)
   local now = now_us()
   local token = args[1]
-  local state, out = {}, {1, 0, 0}
-  for i, key in ipairs(keys) do
-    local base = 1 + (i - 1) * 4
-    local kind, limit, amount, param = args[base + 1], tonumber(args[base + 2]), tonumber(args[base + 3]), tonumber(args[base + 4])
-    local st = state[key]
-    if amount > limit then return {0, i, -1} end
-    if kind == 'w' then
-      if limit == 0 then return {0, i, -1} end -- gcra::take: no rate to refill at
-      if not st then st = load_window(key, now, param); st.kind = 'w'; st.period = param end
-      if st.level + amount <= limit then
-        st.level = st.level + amount
-        st.limit = limit
-        table.insert(out, math.max(0, math.floor(limit - st.level)))
-        table.insert(out, math.ceil(st.level * param / limit))
-      else
-        return {0, i, math.ceil((st.level + amount - limit) * param / limit)}
+  -- Key name -> state, loaded on first use. Keyed by name rather than KEYS index so a key
+  -- listed twice in KEYS still has one state.
+  local state = {}
+  local out = {}
+  local pos = 2
+  while pos <= #args do
+    local n = tonumber(args[pos])
+    local first = pos + 1
+    pos = first + n * 5
+    -- What this request takes per key, committed only if every reservation fits.
+    local pending, limits = {}, {}
+    local statuses = {}
+    local refused = nil
+    for i = 1, n do
+      local base = first + (i - 1) * 5
+      local key = keys[tonumber(args[base])]
+      local kind, limit, amount, param =
+        args[base + 1], tonumber(args[base + 2]), tonumber(args[base + 3]), tonumber(args[base + 4])
+      if amount > limit or (kind == 'w' and limit == 0) then -- gcra::take: no rate to refill at
+        refused = {i, -1}
+        break
       end
-    elseif kind == 'c' then
-      if not st then st = {kind = 'c', used = tonumber(redis.call('GET', key) or '0'), ttl = param} end
-      if st.used + amount <= limit then
-        st.used = st.used + amount
-        table.insert(out, limit - st.used)
-        if param < 0 then table.insert(out, -1) else table.insert(out, param * 1000000) end
-      elseif param < 0 then
-        return {0, i, -1}
-      else
-        return {0, i, param * 1000000}
-      end
-    else -- 'q'
+      local st = state[key]
       if not st then
-        redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-        st = {kind = 'q', held = redis.call('ZCARD', key), add = 0, hold = param}
+        st = load(key, kind, now, param)
+        state[key] = st
       end
-      if st.held + st.add + amount <= limit then
-        st.add = st.add + amount
-        table.insert(out, limit - st.held - st.add)
-        table.insert(out, -1)
-      else
-        return {0, i, CONCURRENCY_RETRY_US}
+      local ok, a, b = check(st, pending[key] or 0, kind, limit, amount, param)
+      if not ok then
+        refused = {i, a}
+        break
       end
+      pending[key] = (pending[key] or 0) + amount
+      limits[key] = limit
+      statuses[#statuses + 1] = a
+      statuses[#statuses + 1] = b
     end
-    state[key] = st
-  end
-  local n = 0
-  for key, st in pairs(state) do
-    if st.kind == 'w' then
-      save_window(key, st, now, st.period)
-    elseif st.kind == 'c' then
-      save_budget(key, st.used, st.ttl)
+    if refused then
+      out[#out + 1] = 0
+      out[#out + 1] = refused[1]
+      out[#out + 1] = refused[2]
     else
-      for j = 1, st.add do
-        n = n + 1
-        redis.call('ZADD', key, now + st.hold, token .. ':' .. n)
+      for key, amount in pairs(pending) do
+        local st = state[key]
+        if st.kind == 'w' then
+          st.level = st.level + amount
+          st.limit = limits[key]
+        elseif st.kind == 'c' then
+          st.used = st.used + amount
+        else
+          st.add = st.add + amount
+        end
+        st.dirty = true
       end
-      redis.call('PEXPIRE', key, math.ceil(st.hold / 1000) + 1000)
+      out[#out + 1] = 1
+      for _, v in ipairs(statuses) do out[#out + 1] = v end
+    end
+  end
+  local slot = 0
+  for key, st in pairs(state) do
+    if st.dirty then
+      if st.kind == 'w' then
+        save_window(key, st, now)
+      elseif st.kind == 'c' then
+        save_budget(key, st.used, st.ttl)
+      elseif st.add > 0 then
+        slot = add_slots(key, st.add, now + st.hold, token, slot)
+        redis.call('PEXPIRE', key, math.ceil(st.hold / 1000) + 1000)
+      end
     end
   end
   return out
@@ -136,7 +230,7 @@ local function settle(keys, args)
       if st.exists and st.limit > 0 then
         st.level = st.level + delta
         if st.level < 0 then st.level = 0 end
-        save_window(key, st, now, param)
+        save_window(key, st, now)
       end
     elseif kind == 'c' then
       local old = redis.call('GET', key)
@@ -147,16 +241,14 @@ local function settle(keys, args)
       redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
       if delta < 0 then
         redis.call('ZPOPMIN', key, -delta)
-      else
-        for j = 1, delta do
-          redis.call('ZADD', key, now + param, token .. ':s' .. i .. ':' .. j)
-        end
-        if delta > 0 then redis.call('PEXPIRE', key, math.ceil(param / 1000) + 1000) end
+      elseif delta > 0 then
+        add_slots(key, delta, now + param, token .. ':s' .. i, 0)
+        redis.call('PEXPIRE', key, math.ceil(param / 1000) + 1000)
       end
     end
   end
   return 1
 end
 
-redis.register_function('tollgate_reserve_v1', reserve)
-redis.register_function('tollgate_settle_v1', settle)
+redis.register_function('tollgate_reserve_v2', reserve)
+redis.register_function('tollgate_settle_v2', settle)

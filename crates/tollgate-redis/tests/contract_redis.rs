@@ -139,8 +139,12 @@ async fn functions_are_loaded_on_demand() {
     // Other tests running now recover the same way, so deleting the library is safe here.
     let client = redis::Client::open(redis_url()).unwrap();
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let _: redis::Value =
-        redis::cmd("FUNCTION").arg("DELETE").arg("tollgate_limiter_v1").query_async(&mut c).await.unwrap();
+    let _: redis::Value = redis::cmd("FUNCTION")
+        .arg("DELETE")
+        .arg(tollgate_redis::LIBRARY_NAME)
+        .query_async(&mut c)
+        .await
+        .unwrap();
     l.reserve(&[rpm(&format!("{}:a", ns()), 5)]).await.unwrap();
 }
 
