@@ -38,7 +38,8 @@ mod meter;
 mod route;
 mod validate;
 
-pub use route::{ATTEMPTS, BREAKER_TRANSITIONS, DEPLOYMENT_LATENCY, FALLBACKS, RETRIES, RouteControls};
+pub use crate::routing::BREAKER_TRANSITIONS;
+pub use route::{ATTEMPTS, DEPLOYMENT_LATENCY, FALLBACKS, RETRIES, RouteControls};
 
 use estimate::Demand;
 use meter::{Answer, Meter};
@@ -208,17 +209,15 @@ impl Gateway {
                 })
                 .await;
             return match result {
-                Ok(Served {
-                    value: (first, rest), deployment, route: served, attempts, in_flight, ..
-                }) => {
+                Ok(Served { value: opened, deployment, route: served, attempts, in_flight, .. }) => {
                     let metered = Box::new(MeteredStream::new(
                         meter,
                         &served,
                         deployment.clone(),
-                        first,
-                        rest,
+                        opened,
                         wants_usage,
                         in_flight,
+                        attempts,
                     ));
                     Ok(ChatOutcome::Stream(Served {
                         value: metered,
@@ -243,7 +242,7 @@ impl Gateway {
                 meter.answered(
                     &served.route.alias,
                     &served.deployment,
-                    &Answer::ok(served.value.usage.as_ref()),
+                    &Answer::ok(served.value.usage.as_ref(), served.attempts),
                 );
                 Ok(ChatOutcome::Json(Served { rate_limits, ..served }))
             }
@@ -272,7 +271,11 @@ impl Gateway {
             Ok(served) => {
                 let u = served.value.usage;
                 let usage = Usage::new(u.prompt_tokens, 0, None);
-                meter.answered(&served.route.alias, &served.deployment, &Answer::ok(Some(&usage)));
+                meter.answered(
+                    &served.route.alias,
+                    &served.deployment,
+                    &Answer::ok(Some(&usage), served.attempts),
+                );
                 Ok(Served { rate_limits, ..served })
             }
             Err(e) => Err(failed(&meter, route, e)),
@@ -298,7 +301,7 @@ impl Gateway {
             .await
             .map(|s| {
                 // Legacy completion streams are passed through unmetered for tokens.
-                meter.answered(&s.route.alias, &s.deployment, &Answer::ok(None));
+                meter.answered(&s.route.alias, &s.deployment, &Answer::ok(None, s.attempts));
                 CompletionOutcome::Stream(Served { rate_limits: rate_limits.clone(), ..s })
             })
         } else {
@@ -308,7 +311,11 @@ impl Gateway {
             })
             .await
             .map(|s| {
-                meter.answered(&s.route.alias, &s.deployment, &Answer::ok(s.value.usage.as_ref()));
+                meter.answered(
+                    &s.route.alias,
+                    &s.deployment,
+                    &Answer::ok(s.value.usage.as_ref(), s.attempts),
+                );
                 CompletionOutcome::Json(Served { rate_limits: rate_limits.clone(), ..s })
             })
         };
@@ -492,6 +499,8 @@ pub struct MeteredStream {
     deployment: Arc<Deployment>,
     /// Counts the stream in its deployment's in-flight requests until it ends.
     in_flight: Option<crate::routing::InFlight>,
+    /// Upstream attempts the request made, this stream's included (for the usage record).
+    attempts: u32,
     /// The generated text (content and tool-call arguments), kept only while usage is being
     /// recorded, to count what a client that leaves mid-stream is billed for. Counting happens
     /// only then, so complete streams pay nothing for it.
@@ -513,13 +522,14 @@ impl MeteredStream {
         meter: Meter,
         route: &ModelRoute,
         deployment: Arc<Deployment>,
-        first: ChatChunk,
-        inner: ChunkStream,
+        (first, inner): (ChatChunk, ChunkStream),
         wants_usage: bool,
         in_flight: Option<crate::routing::InFlight>,
+        attempts: u32,
     ) -> Self {
         Self {
             in_flight,
+            attempts,
             first: Some(first),
             inner,
             wants_usage,
@@ -576,7 +586,7 @@ impl MeteredStream {
             // the first chunk: the breaker sees both.
             let change =
                 self.deployment.health.record(Instant::now(), crate::routing::Outcome::Failure, false);
-            route::note_breaker(&self.deployment, change);
+            crate::routing::note_breaker(&self.deployment, change);
         }
         let (status, error_code, source) = match (self.ended, self.usage.is_some()) {
             (Some(StreamEnd::Complete), true) => (200, None, TokenSource::Provider),
@@ -596,7 +606,7 @@ impl MeteredStream {
             _ => None,
         };
         let usage = self.usage.as_ref().or(counted.as_ref());
-        let answer = Answer { status, error_code, usage, source, ttft: self.ttft };
+        let answer = Answer { status, error_code, usage, source, ttft: self.ttft, attempts: self.attempts };
         self.meter.answered(&self.alias, &self.deployment, &answer);
     }
 }

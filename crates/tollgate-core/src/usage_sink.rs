@@ -238,6 +238,9 @@ mod tests {
             cache_status: None,
             user: None,
             metadata: Default::default(),
+            served_model: None,
+            attempts: 1,
+            hedged: false,
         }
     }
 

@@ -69,6 +69,8 @@ pub struct SharedState {
     settle_worker: parking_lot::Mutex<Option<SettleWorker>>,
     /// `usage.retention_days` (`None`: usage records are kept forever).
     retention_days: Option<u32>,
+    /// `routing.health_check_interval` (`None`: no active health checks).
+    health_check_interval: Option<std::time::Duration>,
     /// The budget-alert delivery worker, until `spawn_background` starts it.
     alert_worker: parking_lot::Mutex<Option<AlertWorker>>,
 }
@@ -119,6 +121,7 @@ impl AppState {
             metrics: crate::prometheus::handle(),
             max_body_bytes: config.server.max_body_bytes,
             retention_days: config.usage.retention_days,
+            health_check_interval: config.routing.health_check_interval,
             in_flight: Arc::new(Semaphore::new(config.server.max_concurrency)),
         })))
     }
@@ -135,6 +138,9 @@ impl AppState {
         }
         if let Some(worker) = self.alert_worker.lock().take() {
             tasks.spawn(worker.run(shutdown.clone()));
+        }
+        if let Some(every) = self.health_check_interval {
+            tasks.spawn(tollgate_core::routing::checks::run(self.gateway.clone(), every, shutdown.clone()));
         }
         let Some(store) = &self.store else { return };
         tasks.spawn(tollgate_core::retention::run(

@@ -12,7 +12,8 @@ use uuid::Uuid;
 /// The columns of `usage_records`, in the order the stores select them.
 pub(crate) const COLUMNS: &str = "id, request_id, at, tenant_id, project_id, key_id, endpoint, model, provider, \
     deployment, status, error_code, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, \
-    token_source, cost_nanodollars, price_id, latency_ms, ttft_ms, cache_status, user_tag, metadata";
+    token_source, cost_nanodollars, price_id, latency_ms, ttft_ms, cache_status, user_tag, metadata, \
+    served_model, attempts, hedged";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct UsageRow {
@@ -40,6 +41,9 @@ pub(crate) struct UsageRow {
     cache_status: Option<String>,
     user_tag: Option<String>,
     metadata: Json<JsonMap>,
+    served_model: Option<String>,
+    attempts: i32,
+    hedged: bool,
 }
 
 impl TryFrom<UsageRow> for UsageRecord {
@@ -73,6 +77,9 @@ impl TryFrom<UsageRow> for UsageRecord {
             cache_status: r.cache_status,
             user: r.user_tag,
             metadata: r.metadata.0,
+            served_model: r.served_model,
+            attempts: u32::try_from(r.attempts).unwrap_or(0),
+            hedged: r.hedged,
         })
     }
 }

@@ -61,3 +61,36 @@ async fn reopening_keeps_data() {
     assert_eq!(store.admin.get_tenant(t.id).await.unwrap(), t);
     assert_eq!(store.admin.list_tenants(PageRequest::first(10)).await.unwrap().data.len(), 1);
 }
+
+/// Records written before migration 0005 (routing columns) read back with its defaults: no
+/// serving alias, no attempts, not hedged.
+#[tokio::test]
+async fn usage_records_from_before_the_routing_columns_get_their_defaults() {
+    use tollgate_types::ports::usage::UsageStore;
+    use tollgate_types::tenancy::{PageRequest, TenantId};
+
+    let path = std::env::temp_dir().join(format!("tollgate-store-{}.db", uuid::Uuid::now_v7()));
+    let _guard = TempDb(path.clone());
+    let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
+    sqlx::migrate!("./migrations/sqlite").run_to(20260101000003, store.pool()).await.unwrap();
+    let tenant = TenantId::new();
+    sqlx::query(
+        "INSERT INTO usage_records (id, request_id, at, tenant_id, endpoint, model, status, input_tokens, \
+         output_tokens, cached_input_tokens, reasoning_tokens, token_source, latency_ms, metadata) \
+         VALUES (?, 'old', '2026-11-21T12:00:00Z', ?, 'chat', 'm', 200, 1, 1, 0, 0, 'provider', 5, '{}')",
+    )
+    .bind(uuid::Uuid::now_v7())
+    .bind(tenant.0)
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    store.migrate().await.unwrap();
+    let records = store.list_usage(tenant, PageRequest::first(10)).await.unwrap().data;
+    assert_eq!(records.len(), 1);
+    let old = &records[0];
+    assert_eq!(
+        (old.request_id.as_str(), &old.served_model, old.attempts, old.hedged),
+        ("old", &None, 0, false)
+    );
+}

@@ -599,6 +599,9 @@ fn usage_at(tenant: TenantId, n: u32, at: time::OffsetDateTime) -> tollgate_type
         cache_status: None,
         user: None,
         metadata: Default::default(),
+        served_model: None,
+        attempts: 1,
+        hedged: false,
     }
 }
 
@@ -739,4 +742,68 @@ async fn preparing_usage_storage_moves_a_spilled_month_out_of_default() {
     // Idempotent.
     store.prepare_usage_storage(far).await.unwrap();
     assert_eq!(usage_partitions(&mut owner).await, partitions);
+}
+
+/// Migration 0005 adds the routing columns to the partitioned table: records written before it
+/// (in a monthly partition and in DEFAULT) read back with its defaults, and so do records of a
+/// batch without the new keys (a node not yet upgraded, during a rolling deploy).
+#[tokio::test]
+async fn usage_records_from_before_the_routing_columns_get_their_defaults() {
+    use tollgate_types::ports::usage::UsageStore;
+    let db = TestDb::create().await;
+    let mut owner = PgConnection::connect(&db.owner_url).await.unwrap();
+    sqlx::migrate!("./migrations/postgres").run_to(20260101000004, &mut owner).await.unwrap();
+    let tenant = TenantId::new();
+    // The batch shape of the gateway before 0005 (keys as 0002's function reads them).
+    let old_batch = |ids: &[(&str, &str)]| {
+        serde_json::Value::Array(
+            ids.iter()
+                .map(|(request_id, at)| {
+                    serde_json::json!({
+                        "id": Uuid::now_v7(), "request_id": request_id, "at": at, "tenant_id": tenant,
+                        "endpoint": "chat", "model": "m", "status": 200, "input_tokens": 1,
+                        "output_tokens": 1, "cached_input_tokens": 0, "reasoning_tokens": 0,
+                        "token_source": "provider", "latency_ms": 5, "metadata": {},
+                    })
+                })
+                .collect(),
+        )
+    };
+    let now = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap();
+    sqlx::query("SELECT tollgate_insert_usage($1)")
+        .bind(old_batch(&[("old-month", &now), ("old-default", "2001-01-01T00:00:00Z")]))
+        .execute(&mut owner)
+        .await
+        .unwrap();
+
+    PostgresStore::migrate(&db.owner_url).await.unwrap();
+    sqlx::query("SELECT tollgate_insert_usage($1)")
+        .bind(old_batch(&[("old-node", &now)]))
+        .execute(&mut owner)
+        .await
+        .unwrap();
+    let store = PostgresStore::connect(&db.app_url).await.unwrap();
+    let new = tollgate_types::ports::usage::UsageRecord {
+        served_model: Some("backup".into()),
+        attempts: 2,
+        hedged: true,
+        ..usage_at(tenant, 4, time::OffsetDateTime::now_utc())
+    };
+    store.insert_usage(std::slice::from_ref(&new)).await.unwrap();
+
+    let records = store.list_usage(tenant, PageRequest::first(10)).await.unwrap().data;
+    let routing = |r: &tollgate_types::ports::usage::UsageRecord| {
+        (r.request_id.clone(), r.served_model.clone(), r.attempts, r.hedged)
+    };
+    let mut seen: Vec<_> = records.iter().map(routing).collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("old-default".to_owned(), None, 0, false),
+            ("old-month".to_owned(), None, 0, false),
+            ("old-node".to_owned(), None, 0, false),
+            ("r4".to_owned(), Some("backup".to_owned()), 2, true),
+        ]
+    );
 }

@@ -100,7 +100,7 @@ async fn every_request_leaves_one_usage_record() {
     let mut db = SqliteConnection::connect(&format!("sqlite://{}", dir.0.join("tollgate.db").display()))
         .await
         .unwrap();
-    let rows = sqlx::query("SELECT request_id, status, model, provider, input_tokens, output_tokens, token_source, error_code, tenant_id IS NOT NULL AS has_tenant, user_tag, metadata FROM usage_records ORDER BY id")
+    let rows = sqlx::query("SELECT request_id, status, model, provider, input_tokens, output_tokens, token_source, error_code, tenant_id IS NOT NULL AS has_tenant, user_tag, metadata, attempts, served_model FROM usage_records ORDER BY id")
         .fetch_all(&mut db)
         .await
         .unwrap();
@@ -119,6 +119,7 @@ async fn every_request_leaves_one_usage_record() {
     assert!(json.get::<bool, _>("has_tenant"));
     assert_eq!(json.get::<Option<String>, _>("user_tag").as_deref(), Some("r-json"));
     assert_eq!(json.get::<String, _>("metadata"), r#"{"team":"a"}"#);
+    assert_eq!((json.get::<i64, _>("attempts"), json.get::<Option<String>, _>("served_model")), (1, None));
     let stream = by_id("r-stream");
     assert_eq!(
         stream.get::<String, _>("token_source"),
@@ -132,11 +133,13 @@ async fn every_request_leaves_one_usage_record() {
         (404, Some("model_not_found"))
     );
     assert_eq!(unknown.get::<String, _>("model"), "nope");
+    assert_eq!(unknown.get::<i64, _>("attempts"), 0, "refused before any upstream attempt");
     let broken = by_id("r-broken");
     assert_eq!(
         (broken.get::<i64, _>("status"), broken.get::<Option<String>, _>("provider").as_deref()),
         (502, Some("openai_compatible"))
     );
+    assert!(broken.get::<i64, _>("attempts") >= 1, "every failed attempt is counted");
     // The key's last-used time is written by the same shutdown flush (the periodic one, every
     // 5 s, has not run yet).
     let last_used: Option<String> =
@@ -204,4 +207,80 @@ async fn records_older_than_the_retention_period_are_removed_at_start_up() {
         assert!(tokio::time::Instant::now() < deadline, "old record kept: {:?}", count().await);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_request_served_by_a_fallback_alias_records_the_serving_alias_and_its_attempts() {
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new("usage-fallback");
+    // `primary`'s only deployment always fails: the first attempt fails, the fallback alias
+    // `backup` answers on the second (and last) one.
+    let config = dir.write(
+        "tollgate.yaml",
+        &format!(
+            "store: {{ url: \"sqlite://tollgate.db\" }}\nproviders:\n  up: {{ kind: openai_compatible, base_url: \"{}/v1\" }}\nmodels:\n  primary:\n    deployments: [ {{ provider: up, model: \"m~status=500\" }} ]\n    routing: {{ fallbacks: [backup], max_attempts: 2 }}\n  backup: {{ deployments: [ {{ provider: up, model: m }} ] }}\n",
+            mock.base_url()
+        ),
+    );
+    let key = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let gw = Gateway::start(&config);
+    let http = reqwest::Client::new();
+    let msg = serde_json::json!([{"role": "user", "content": "hello"}]);
+    for (id, stream) in [("r-fallback", false), ("r-fallback-stream", true), ("r-direct", false)] {
+        let model = if id == "r-direct" { "backup" } else { "primary" };
+        let resp = http
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(&key)
+            .header("x-request-id", id)
+            .json(&serde_json::json!({"model": model, "stream": stream, "messages": msg}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{id}");
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert_eq!(header("x-tollgate-model").as_deref(), Some("backup"), "{id}");
+        let attempts = if id == "r-direct" { "1" } else { "2" };
+        assert_eq!(header("x-tollgate-attempts").as_deref(), Some(attempts), "{id}");
+        resp.bytes().await.unwrap();
+    }
+
+    // Records are written in batches shortly after the requests.
+    let url = format!("sqlite://{}", dir.0.join("tollgate.db").display());
+    let mut db = SqliteConnection::connect(&url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let rows = sqlx::query(
+            "SELECT request_id, status, model, deployment, served_model, attempts, hedged FROM usage_records",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        if rows.len() == 3 {
+            break rows;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "records were not written: {}", rows.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let by_id = |id: &str| {
+        let r = rows
+            .iter()
+            .find(|r| r.get::<String, _>("request_id") == id)
+            .unwrap_or_else(|| panic!("no record for {id}"));
+        (
+            r.get::<i64, _>("status"),
+            r.get::<String, _>("model"),
+            r.get::<Option<String>, _>("deployment"),
+            r.get::<Option<String>, _>("served_model"),
+            r.get::<i64, _>("attempts"),
+            r.get::<bool, _>("hedged"),
+        )
+    };
+    let served = |model: &str, served_model: Option<&str>, attempts| {
+        (200, model.to_owned(), Some("up/m".to_owned()), served_model.map(str::to_owned), attempts, false)
+    };
+    // `model` stays what the client asked for; `served_model` names the fallback that answered.
+    assert_eq!(by_id("r-fallback"), served("primary", Some("backup"), 2));
+    assert_eq!(by_id("r-fallback-stream"), served("primary", Some("backup"), 2));
+    // The requested alias answered: no `served_model`.
+    assert_eq!(by_id("r-direct"), served("backup", None, 1));
 }

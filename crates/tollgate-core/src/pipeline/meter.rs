@@ -45,13 +45,16 @@ pub(crate) struct Answer<'a> {
     pub usage: Option<&'a Usage>,
     pub source: TokenSource,
     pub ttft: Option<Duration>,
+    /// Upstream attempts the request made, the answering one included (`Served::attempts`).
+    pub attempts: u32,
 }
 
 impl Answer<'_> {
-    /// A complete answer; tokens from the provider when it reported them.
-    pub(crate) fn ok(usage: Option<&Usage>) -> Answer<'_> {
+    /// A complete answer after `attempts` upstream attempts; tokens from the provider when it
+    /// reported them.
+    pub(crate) fn ok(usage: Option<&Usage>, attempts: u32) -> Answer<'_> {
         let source = if usage.is_some() { TokenSource::Provider } else { TokenSource::None };
-        Answer { status: 200, error_code: None, usage, source, ttft: None }
+        Answer { status: 200, error_code: None, usage, source, ttft: None, attempts }
     }
 }
 
@@ -116,12 +119,14 @@ impl Meter {
             None,
             None,
             None,
+            None,
             &Answer {
                 status: e.status(),
                 error_code: Some(e.kind.code()),
                 usage: None,
                 source: TokenSource::None,
                 ttft: None,
+                attempts: 0,
             },
         );
     }
@@ -143,11 +148,16 @@ impl Meter {
             usage: None,
             source: TokenSource::None,
             ttft: None,
+            // Every attempt failed and is in the error (none when refused before the first,
+            // e.g. no usable credential).
+            attempts: u32::try_from(e.attempts.len()).unwrap_or(u32::MAX),
         };
-        self.emit(last.map(|a| (a.error.provider, a.deployment.as_str())), None, None, &answer);
+        // No `served_model`: nothing served it (the last attempt's alias is not known here).
+        self.emit(last.map(|a| (a.error.provider, a.deployment.as_str())), None, None, None, &answer);
     }
 
-    /// A deployment answered (for streams: the stream is over).
+    /// A deployment of `alias` (the requested alias or a fallback) answered (for streams: the
+    /// stream is over).
     pub(crate) fn answered(&self, alias: &str, d: &Deployment, answer: &Answer<'_>) {
         if !self.finish() {
             return;
@@ -169,7 +179,10 @@ impl Meter {
         if let Some(ttft) = answer.ttft {
             metrics::record_ttft(alias, d.provider_kind, ttft);
         }
-        self.emit(Some((d.provider_kind, d.name.as_str())), answer.usage, cost, answer);
+        // The record names the serving alias only when a fallback answered; `model` is always
+        // what the client asked for.
+        let served_model = (alias != self.model).then_some(alias);
+        self.emit(Some((d.provider_kind, d.name.as_str())), served_model, answer.usage, cost, answer);
     }
 
     fn tenant_pricing(&self) -> Option<&crate::metering::TenantPricing> {
@@ -182,6 +195,7 @@ impl Meter {
     fn emit(
         &self,
         served_by: Option<(&str, &str)>,
+        served_model: Option<&str>,
         usage: Option<&Usage>,
         cost: Option<crate::metering::Cost>,
         answer: &Answer<'_>,
@@ -217,6 +231,10 @@ impl Meter {
             cache_status: None,
             user: self.user.clone(),
             metadata: self.metadata.clone(),
+            served_model: served_model.map(str::to_owned),
+            attempts: answer.attempts,
+            // Request hedging is not implemented yet.
+            hedged: false,
         });
     }
 }
@@ -237,7 +255,9 @@ impl Drop for Meter {
             usage: None,
             source: TokenSource::None,
             ttft: None,
+            // Not known: the request future was dropped wherever it was.
+            attempts: 0,
         };
-        self.emit(None, None, None, &answer);
+        self.emit(None, None, None, None, &answer);
     }
 }

@@ -24,7 +24,7 @@ use crate::auth::Principal;
 use crate::limits::{Charge, Headroom, RateLimitHeaders};
 use crate::metrics;
 use crate::registry::{Deployment, ModelRoute};
-use crate::routing::{Availability, BreakerState, Candidate, Outcome, Strategy};
+use crate::routing::{Availability, Candidate, Outcome, Strategy, note_breaker};
 
 /// Longest a request waits for a deployment to come out of its cooldown or open breaker when
 /// every deployment is unavailable; beyond it the request fails at once with Retry-After.
@@ -419,18 +419,8 @@ pub const ATTEMPTS: &str = "tollgate_upstream_attempts_total";
 pub const RETRIES: &str = "tollgate_retries_total";
 /// Requests that moved to a fallback alias, by `from`, `to`, `reason`.
 pub const FALLBACKS: &str = "tollgate_fallbacks_total";
-/// Circuit-breaker state changes by `deployment` and `to`.
-pub const BREAKER_TRANSITIONS: &str = "tollgate_breaker_transitions_total";
 /// Seconds from an attempt's start to its answer (streams: to the first chunk), by deployment.
 pub const DEPLOYMENT_LATENCY: &str = "tollgate_deployment_latency_seconds";
-
-pub(super) fn note_breaker(d: &Deployment, change: Option<BreakerState>) {
-    if let Some(to) = change {
-        ::metrics::counter!(BREAKER_TRANSITIONS, "deployment" => d.name.clone(), "to" => to.as_str())
-            .increment(1);
-        tracing::warn!(deployment = %d.name, to = to.as_str(), "circuit breaker changed state");
-    }
-}
 
 /// What an attempt's failure means for the deployment's health.
 fn outcome_of(e: &ProviderError) -> Outcome {

@@ -4,6 +4,7 @@
 
 pub mod backoff;
 pub mod breaker;
+pub mod checks;
 pub mod health;
 pub mod strategy;
 
@@ -11,3 +12,15 @@ pub use backoff::Backoff;
 pub use breaker::{Admit, Breaker, BreakerConfig, BreakerState};
 pub use health::{Availability, DeploymentHealth, HealthConfig, HealthSnapshot, InFlight, Outcome};
 pub use strategy::{Candidate, Selector, Strategy};
+
+/// Circuit-breaker state changes by `deployment` and `to`.
+pub const BREAKER_TRANSITIONS: &str = "tollgate_breaker_transitions_total";
+
+/// Counts and logs a breaker transition of `d`, if there was one.
+pub fn note_breaker(d: &crate::registry::Deployment, change: Option<BreakerState>) {
+    if let Some(to) = change {
+        metrics::counter!(BREAKER_TRANSITIONS, "deployment" => d.name.clone(), "to" => to.as_str())
+            .increment(1);
+        tracing::warn!(deployment = %d.name, to = to.as_str(), "circuit breaker changed state");
+    }
+}

@@ -44,6 +44,9 @@ fn record(
         cache_status: None,
         user: None,
         metadata: Default::default(),
+        served_model: None,
+        attempts: 1,
+        hedged: false,
     }
 }
 

@@ -17,18 +17,29 @@ pub struct Harness {
     pub mock: MockLlm,
     pub http: reqwest::Client,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    _background: tokio_util::sync::DropGuard,
 }
 
 impl Harness {
     /// Starts a mock and a gateway whose config is `yaml` with `{mock}` replaced by the mock's
     /// base URL. `${MOCK_KEY}` resolves to [`PROVIDER_KEY`].
     pub async fn start(yaml: &str) -> Harness {
+        Self::start_with(yaml, false).await
+    }
+
+    /// Like [`Self::start`]; with `background`, the app's background tasks run too (health
+    /// checks, usage writer, ...), stopped with the harness.
+    pub async fn start_with(yaml: &str, background: bool) -> Harness {
         let mock = MockLlm::start().await.unwrap();
         let yaml = yaml.replace("{mock}", &mock.base_url());
         let env = HashMap::from([("MOCK_KEY".to_owned(), PROVIDER_KEY.to_owned())]);
         let (config, _warnings) = Config::parse(&yaml, &env).unwrap_or_else(|e| panic!("test config: {e}"));
         let state =
             AppState::from_config(&config, &SecretString::from(KEY), None, MasterKeys::none()).unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        if background {
+            state.spawn_background(&tokio_util::task::TaskTracker::new(), stop.clone());
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -41,7 +52,7 @@ impl Harness {
                 .await
                 .unwrap();
         });
-        Harness { base, mock, http: reqwest::Client::new(), _shutdown: tx }
+        Harness { base, mock, http: reqwest::Client::new(), _shutdown: tx, _background: stop.drop_guard() }
     }
 
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {

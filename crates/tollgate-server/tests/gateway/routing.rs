@@ -260,3 +260,48 @@ async fn the_breaker_opens_fails_fast_and_recovers() {
     assert_eq!(h.chat(hello("solo")).await.status(), 200);
     assert_eq!(hits(&h, "solo-model"), 5);
 }
+
+#[tokio::test]
+async fn active_health_checks_open_and_close_the_breaker_without_traffic() {
+    let config = r#"
+providers:
+  compat: { kind: openai_compatible, base_url: "{mock}/v1" }
+routing:
+  health_check_interval: 1s
+  breaker: { consecutive_failures: 2, cooldown: 500ms }
+models:
+  checked: { deployments: [ { provider: compat, model: checked-model, name: checked } ] }
+"#;
+    let h = Harness::start_with(config, true).await;
+    let breaker = || async {
+        let view: Value = h
+            .http
+            .get(format!("{}/admin/v1/deployments", h.base))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        view["data"][0]["deployments"][0]["health"].clone()
+    };
+    h.mock.set_knobs(Knobs { status: Some(503), ..Knobs::default() });
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while breaker().await["breaker"] != "open" {
+        assert!(Instant::now() < deadline, "the checks never opened the breaker: {}", breaker().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pings = h.mock.requests();
+    assert!(pings.len() >= 2);
+    assert!(pings.iter().all(|r| r.body["max_tokens"] == 1 && r.body["model"] == "checked-model"));
+
+    // Recovered upstream: the next check is the half-open probe and closes the breaker.
+    h.mock.set_knobs(Knobs::default());
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while breaker().await["breaker"] != "closed" {
+        assert!(Instant::now() < deadline, "the checks never closed the breaker: {}", breaker().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(h.chat(hello("checked")).await.status(), 200);
+}

@@ -37,7 +37,7 @@ impl UsageStore for SqliteStore {
                 "INSERT INTO usage_records (id, request_id, at, tenant_id, project_id, key_id, endpoint, model, \
                  provider, deployment, status, error_code, input_tokens, output_tokens, cached_input_tokens, \
                  reasoning_tokens, token_source, cost_nanodollars, price_id, latency_ms, ttft_ms, cache_status, \
-                 user_tag, metadata) ",
+                 user_tag, metadata, served_model, attempts, hedged) ",
             );
             insert.push_values(chunk.iter().zip(metadata), |mut row, (r, metadata)| {
                 row.push_bind(r.id)
@@ -63,7 +63,10 @@ impl UsageStore for SqliteStore {
                     .push_bind(r.ttft_ms.map(saturating_i64))
                     .push_bind(r.cache_status.clone())
                     .push_bind(r.user.clone())
-                    .push_bind(metadata);
+                    .push_bind(metadata)
+                    .push_bind(r.served_model.clone())
+                    .push_bind(i64::from(r.attempts))
+                    .push_bind(r.hedged);
             });
             insert.build().execute(&mut *tx).await.map_err(db_error)?;
         }
@@ -183,7 +186,7 @@ fn hex_to_uuid(hex: &str) -> String {
     uuid::Uuid::try_parse(hex).map_or_else(|_| hex.to_owned(), |u| u.to_string())
 }
 
-/// Rows per INSERT statement: 24 columns each stays far below SQLite's 32,766 variables.
+/// Rows per INSERT statement: 27 columns each stays far below SQLite's 32,766 variables.
 const ROWS_PER_INSERT: usize = 200;
 
 /// SQLite integers are signed 64-bit; counts beyond that cannot occur, but never wrap.
@@ -277,6 +280,9 @@ mod tests {
             cache_status: None,
             user: None,
             metadata: Default::default(),
+            served_model: None,
+            attempts: 1,
+            hedged: false,
         };
         let old: Vec<_> = (0..10).map(|n| record(n, now - time::Duration::days(40 + n as i64))).collect();
         let new: Vec<_> = (0..2).map(|n| record(n, now - time::Duration::days(n as i64))).collect();

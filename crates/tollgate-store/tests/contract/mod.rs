@@ -1586,6 +1586,19 @@ fn usage(tenant: Option<TenantId>, n: u64) -> tollgate_types::ports::usage::Usag
         cache_status: None,
         user: Some("user-7".into()),
         metadata,
+        // Every shape of the routing fields: a fallback alias served (after retries), the
+        // requested alias served, nothing served (refused before any attempt); hedged set
+        // once so the column round-trips both values.
+        served_model: match n % 3 {
+            1 => Some("gpt-4o".into()),
+            _ => None,
+        },
+        attempts: match n % 3 {
+            0 => 0,
+            1 => 2 + u32::try_from(n).unwrap(),
+            _ => 1,
+        },
+        hedged: n == 5,
     }
 }
 

@@ -67,6 +67,16 @@ pub struct UsageRecord {
     /// The provider kind and deployment that answered (or failed last).
     pub provider: Option<String>,
     pub deployment: Option<String>,
+    /// The alias that served the request when it was not `model`: a fallback alias answered.
+    /// `None` when the requested alias answered, or nothing did.
+    pub served_model: Option<String>,
+    /// Upstream attempts the request made, the answering one included (retries and fallbacks
+    /// each count one). 0 when it was refused before any (invalid, unknown model, over a
+    /// limit), and when its client left before any answer (the count is not known then).
+    pub attempts: u32,
+    /// Whether the answer came from a hedged (duplicate, speculative) upstream call. Reserved
+    /// for request hedging, which is not implemented yet: always `false` for now.
+    pub hedged: bool,
     /// The HTTP status the client got (a stream broken after its start counts as 502).
     pub status: u16,
     /// The error code (`error.code`) when the request failed.
