@@ -79,6 +79,19 @@ fn header(resp: &reqwest::Response, name: &str) -> String {
     resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
 }
 
+/// `GET /admin/v1/deployments` as the super-admin.
+async fn deployments(h: &Harness) -> Value {
+    let resp = h.http.get(format!("{}/admin/v1/deployments", h.base)).bearer_auth(KEY).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
+async fn assert_bad_request_naming(resp: reqwest::Response, what: &str) {
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains(what), "{body}");
+}
+
 /// Requests the mock received for a model name (knob suffix included).
 fn hits(h: &Harness, model: &str) -> usize {
     h.mock.requests().iter().filter(|r| r.body["model"] == model).count()
@@ -165,9 +178,7 @@ async fn the_timeout_header_bounds_the_whole_request() {
     assert_eq!(resp.status(), 504, "{}", resp.text().await.unwrap());
     assert!(took >= Duration::from_millis(290) && took < Duration::from_millis(1500), "took {took:?}");
     let bad = chat_with(&h, hello("hanging"), &[("x-tollgate-timeout", "soon")]).await;
-    assert_eq!(bad.status(), 400);
-    let body: Value = bad.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("x-tollgate-timeout"), "{body}");
+    assert_bad_request_naming(bad, "x-tollgate-timeout").await;
 }
 
 #[tokio::test]
@@ -209,9 +220,7 @@ async fn tags_pin_a_request_to_matching_deployments() {
         }
     }
     let none = chat_with(&h, hello("regional"), &[("x-tollgate-tags", "asia")]).await;
-    assert_eq!(none.status(), 400);
-    let body: Value = none.json().await.unwrap();
-    assert!(body["error"]["message"].as_str().unwrap().contains("tags"), "{body}");
+    assert_bad_request_naming(none, "x-tollgate-tags").await;
 }
 
 #[tokio::test]
@@ -239,16 +248,7 @@ async fn the_breaker_opens_fails_fast_and_recovers() {
     assert!(resp.headers().contains_key("retry-after"));
     assert!(started.elapsed() < Duration::from_millis(300));
     assert_eq!(hits(&h, "solo-model"), 3);
-    let view: Value = h
-        .http
-        .get(format!("{}/admin/v1/deployments", h.base))
-        .bearer_auth(KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view = deployments(&h).await;
     let solo = view["data"].as_array().unwrap().iter().find(|a| a["alias"] == "solo").unwrap();
     assert_eq!(solo["deployments"][0]["health"]["breaker"], "open", "{solo}");
     assert_eq!(solo["deployments"][0]["health"]["failures"], 3);
@@ -273,19 +273,7 @@ models:
   checked: { deployments: [ { provider: compat, model: checked-model, name: checked } ] }
 "#;
     let h = Harness::start_with(config, true).await;
-    let breaker = || async {
-        let view: Value = h
-            .http
-            .get(format!("{}/admin/v1/deployments", h.base))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        view["data"][0]["deployments"][0]["health"].clone()
-    };
+    let breaker = || async { deployments(&h).await["data"][0]["deployments"][0]["health"].clone() };
     h.mock.set_knobs(Knobs { status: Some(503), ..Knobs::default() });
     let deadline = Instant::now() + Duration::from_secs(8);
     while breaker().await["breaker"] != "open" {
