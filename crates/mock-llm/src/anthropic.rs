@@ -39,6 +39,26 @@ pub fn error_body(status: u16, message: &str) -> Value {
     json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_mock"})
 }
 
+/// What Anthropic says when the prompt does not fit the model's context window.
+pub const PROMPT_TOO_LONG_MESSAGE: &str = "prompt is too long: 210000 tokens > 200000 maximum";
+/// What Anthropic says when its content filtering blocks the output.
+pub const CONTENT_FILTER_MESSAGE: &str = "Output blocked by content filtering policy";
+
+/// The error body for a fault the knobs asked for. Anthropic has no error codes beyond the
+/// error `type`: `context_length_exceeded` and the content-policy codes become an
+/// `invalid_request_error` with Anthropic's message for them; any other code is used as the type.
+pub fn fault_body(status: u16, code: Option<&str>) -> Value {
+    let (kind, message) = match code {
+        None => return error_body(status, &core::mock_message(status, None)),
+        Some("context_length_exceeded") => ("invalid_request_error", PROMPT_TOO_LONG_MESSAGE.to_owned()),
+        Some("content_policy_violation" | "content_filter") => {
+            ("invalid_request_error", CONTENT_FILTER_MESSAGE.to_owned())
+        }
+        Some(other) => (other, core::mock_message(status, None)),
+    };
+    json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_mock"})
+}
+
 fn bad_request(message: &str) -> Response {
     core::error_response(400, None, error_body(400, message))
 }
@@ -61,16 +81,17 @@ async fn messages(
     if headers.get("anthropic-version").is_none() {
         return bad_request("anthropic-version: header is required");
     }
-    let (knobs, model) = knobs.with_model_suffix(parsed["model"].as_str().unwrap_or(""));
+    let sent = parsed["model"].as_str().unwrap_or("");
+    let (knobs, model) = knobs.with_model_suffix(sent);
     let stream = parsed["stream"].as_bool().unwrap_or(false);
-    match core::pre_answer(&knobs).await {
+    match core::pre_answer(&state, &knobs, sent).await {
         Fault::None => {}
         Fault::Hang => return core::hang().await,
         // A stream breaks mid-way, after the headers, as a confused proxy would break it.
         Fault::Garbage if !stream => return core::garbage(),
         Fault::Garbage => {}
         Fault::Status(s, ra) => {
-            return core::error_response(s, ra, error_body(s, &format!("mock error {s}")));
+            return core::error_response(s, ra, fault_body(s, knobs.error_code.as_deref()));
         }
     }
     if let Err(m) = validate(&parsed) {
@@ -438,6 +459,26 @@ mod tests {
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_x", "content": "r"}]}
         ]));
         assert_eq!(validate(&answered), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn error_codes_become_anthropics_invalid_request_errors() {
+        let mock = crate::MockLlm::start().await.unwrap();
+        let post = async |model: &str| {
+            let body =
+                json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+            crate::core::raw::post(mock.addr, PATH, &[("anthropic-version", "2023-06-01")], &body.to_string())
+                .await
+        };
+        let r = post("claude~error_code=context_length_exceeded").await;
+        let b = r.json();
+        assert_eq!((r.status, b["type"].as_str()), (400, Some("error")));
+        assert_eq!(b["error"]["type"], "invalid_request_error");
+        assert_eq!(b["error"]["message"], "prompt is too long: 210000 tokens > 200000 maximum");
+        let r = post("claude~error_code=content_policy_violation").await;
+        assert_eq!(r.json()["error"]["message"], CONTENT_FILTER_MESSAGE);
+        let r = post("claude~error_code=overloaded_error,status=529").await;
+        assert_eq!((r.status, r.json()["error"]["type"].as_str()), (529, Some("overloaded_error")));
     }
 
     #[test]

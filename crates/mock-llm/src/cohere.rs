@@ -71,12 +71,15 @@ async fn prologue(
     let Some(model) = parsed["model"].as_str().filter(|m| !m.is_empty()) else {
         return Err(bad_request("invalid request: model must be specified"));
     };
-    let (knobs, model) = knobs.with_model_suffix(model);
-    match core::pre_answer(&knobs).await {
-        Fault::None => Ok((parsed, knobs, model)),
+    let (knobs, bare) = knobs.with_model_suffix(model);
+    match core::pre_answer(state, &knobs, model).await {
+        Fault::None => Ok((parsed, knobs, bare)),
         Fault::Hang => Err(core::hang().await),
         Fault::Garbage => Err(core::garbage()),
-        Fault::Status(s, ra) => Err(core::error_response(s, ra, error_body(&format!("mock error {s}")))),
+        Fault::Status(s, ra) => {
+            let message = core::mock_message(s, knobs.error_code.as_deref());
+            Err(core::error_response(s, ra, error_body(&message)))
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! Server, knobs, request log and the provider-neutral answer plan.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,14 +21,25 @@ use serde::{Deserialize, Serialize};
 pub struct Knobs {
     /// Delay before the response headers.
     pub latency_ms: u64,
+    /// Streaming only: delay between the headers and the first event (time to first token),
+    /// on top of `latency_ms`. Non-streaming answers ignore it.
+    pub ttft_ms: u64,
     /// Delay between stream events.
     pub chunk_delay_ms: u64,
-    /// Answer this error status (in the provider's error shape) instead of a completion.
+    /// Answer this error status (in the provider's error shape) instead of a completion. With
+    /// `fail_rate` or `fail_every`, only the failing requests answer it.
     pub status: Option<u16>,
+    /// The provider error code the error body carries, with the provider's own message for it
+    /// (`content_policy_violation`, `content_filter`, `context_length_exceeded`; any other code is
+    /// passed through). Makes the request fail like `status`, which defaults to 400 with it.
+    pub error_code: Option<String>,
     /// `Retry-After` seconds sent with `status`.
     pub retry_after: Option<u64>,
     /// Probability (0..1) of answering `status` (default 500 when unset) instead of a completion.
     pub fail_rate: f64,
+    /// Every n-th request to a model name (as sent, knob suffix included: each deployment counts
+    /// on its own) answers `status` (default 500): exact failure rates. 0 or unset: off.
+    pub fail_every: Option<u64>,
     /// Answer 200 with a body that is not JSON (or, streaming, an event that is not JSON).
     pub garbage: bool,
     /// Streaming: close the connection after this many events, without the end marker.
@@ -53,10 +65,13 @@ impl Default for Knobs {
     fn default() -> Self {
         Self {
             latency_ms: 0,
+            ttft_ms: 0,
             chunk_delay_ms: 0,
             status: None,
+            error_code: None,
             retry_after: None,
             fail_rate: 0.0,
+            fail_every: None,
             garbage: false,
             disconnect_after: None,
             hang: false,
@@ -79,10 +94,13 @@ impl Knobs {
             let (k, v) = kv.split_once('=').unwrap_or((kv, "true"));
             match k {
                 "latency_ms" => self.latency_ms = v.parse().unwrap_or(self.latency_ms),
+                "ttft_ms" => self.ttft_ms = v.parse().unwrap_or(self.ttft_ms),
                 "chunk_delay_ms" => self.chunk_delay_ms = v.parse().unwrap_or(self.chunk_delay_ms),
                 "status" => self.status = v.parse().ok(),
+                "error_code" => self.error_code = Some(v.to_owned()).filter(|c| !c.is_empty()),
                 "retry_after" => self.retry_after = v.parse().ok(),
                 "fail_rate" => self.fail_rate = v.parse().unwrap_or(self.fail_rate),
+                "fail_every" => self.fail_every = v.parse().ok().filter(|n| *n > 0),
                 "garbage" => self.garbage = v == "true",
                 "disconnect_after" => self.disconnect_after = v.parse().ok(),
                 "hang" => self.hang = v == "true",
@@ -116,6 +134,8 @@ impl Recorded {
 pub struct MockState {
     knobs: Mutex<Knobs>,
     log: Mutex<Vec<Recorded>>,
+    /// Requests received per model name (as sent, knob suffix included), for `fail_every`.
+    counts: Mutex<HashMap<String, u64>>,
     /// Bench runs turn the log off so memory stays flat.
     pub record: bool,
 }
@@ -131,6 +151,17 @@ impl MockState {
         if self.record {
             self.log.lock().push(r);
         }
+    }
+
+    /// Counts one more request to `model` and returns its number (1 for the first).
+    fn count(&self, model: &str) -> u64 {
+        let mut counts = self.counts.lock();
+        if let Some(n) = counts.get_mut(model) {
+            *n += 1;
+            return *n;
+        }
+        counts.insert(model.to_owned(), 1);
+        1
     }
 }
 
@@ -148,7 +179,12 @@ impl MockLlm {
     }
 
     pub async fn start_with(knobs: Knobs, addr: SocketAddr, record: bool) -> anyhow::Result<Self> {
-        let state = Arc::new(MockState { knobs: Mutex::new(knobs), log: Mutex::default(), record });
+        let state = Arc::new(MockState {
+            knobs: Mutex::new(knobs),
+            log: Mutex::default(),
+            counts: Mutex::default(),
+            record,
+        });
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -306,19 +342,26 @@ pub enum Fault {
     Garbage,
 }
 
-/// Applies latency and decides the fault for this request. Call first in every handler.
-pub async fn pre_answer(knobs: &Knobs) -> Fault {
+/// Applies latency and decides the fault for this request. Call first in every handler, with
+/// the model name as the request sent it (knob suffix included: `fail_every` counts per name).
+///
+/// `status` (or `error_code`, which implies 400) fails every request, unless `fail_rate` or
+/// `fail_every` is set: then only the requests they pick fail, with that status (default 500).
+pub async fn pre_answer(state: &MockState, knobs: &Knobs, model: &str) -> Fault {
     if knobs.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(knobs.latency_ms)).await;
     }
     if knobs.hang {
         return Fault::Hang;
     }
-    if let Some(s) = knobs.status {
+    let status = knobs.status.or(knobs.error_code.as_ref().map(|_| 400));
+    let nth = knobs.fail_every.map(|n| state.count(model).is_multiple_of(n));
+    if nth.is_some() || knobs.fail_rate > 0.0 {
+        if nth == Some(true) || (knobs.fail_rate > 0.0 && rand_unit() < knobs.fail_rate) {
+            return Fault::Status(status.unwrap_or(500), knobs.retry_after);
+        }
+    } else if let Some(s) = status {
         return Fault::Status(s, knobs.retry_after);
-    }
-    if knobs.fail_rate > 0.0 && rand_unit() < knobs.fail_rate {
-        return Fault::Status(500, None);
     }
     if knobs.garbage {
         return Fault::Garbage;
@@ -335,6 +378,15 @@ pub async fn hang() -> Response {
 /// A body that is not JSON, with a JSON content type.
 pub fn garbage() -> Response {
     ([("content-type", "application/json")], "<html>502 bad gateway from a confused proxy").into_response()
+}
+
+/// The message of an error the knobs asked for, when the provider has no message of its own for
+/// the code: `mock error 503`, `mock error 400 (some_code)`.
+pub fn mock_message(status: u16, code: Option<&str>) -> String {
+    match code {
+        Some(code) => format!("mock error {status} ({code})"),
+        None => format!("mock error {status}"),
+    }
 }
 
 /// An error response with the provider's body and an optional `Retry-After`.
@@ -384,15 +436,20 @@ impl SseEvent {
     }
 }
 
-/// Streams events with the knobs' delay; with `disconnect_after` (or `garbage`) the stream
+/// Streams events with the knobs' delays (`ttft_ms` before the first event, once the headers
+/// are out; `chunk_delay_ms` between events); with `disconnect_after` (or `garbage`) the stream
 /// breaks as configured. Each event is its own write, as real providers flush them.
 pub fn sse_response(events: Vec<SseEvent>, knobs: &Knobs) -> Response {
     let guard = OpenStream::new(knobs.open_streams.clone());
     let delay = Duration::from_millis(knobs.chunk_delay_ms);
+    let ttft = Duration::from_millis(knobs.ttft_ms);
     let cut = knobs.disconnect_after;
     let stream = futures::stream::iter(events.into_iter().enumerate()).then(move |(i, ev)| {
         let _alive = &guard;
         async move {
+            if i == 0 && !ttft.is_zero() {
+                tokio::time::sleep(ttft).await;
+            }
             if i > 0 && !delay.is_zero() && !ev.trailer {
                 tokio::time::sleep(delay).await;
             }
@@ -496,6 +553,76 @@ pub fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// A bare HTTP/1.1 client for the mock's own tests: it sees when the headers and the first SSE
+/// event arrive, which the knobs' timing tests need, without a client library.
+#[cfg(test)]
+pub(crate) mod raw {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::time::Instant;
+
+    pub struct RawResponse {
+        pub status: u16,
+        /// From sending the request to the end of the response headers.
+        pub headers_after: Duration,
+        /// From sending the request to the first `data:` line of the body.
+        pub first_event_after: Option<Duration>,
+        /// The body as received (chunk framing included for streams).
+        pub body: String,
+    }
+
+    impl RawResponse {
+        /// The body as JSON (non-streaming answers have a `Content-Length`, no chunk framing).
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+        }
+    }
+
+    /// `POST path` with a JSON body and `headers`; reads until the server closes.
+    pub async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> RawResponse {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut req = format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
+        req.push_str("\r\n");
+        req.push_str(body);
+        let started = Instant::now();
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let (mut received, mut buf) = (Vec::new(), [0u8; 4096]);
+        let (mut head_end, mut headers_after, mut first_event_after) = (None, Duration::ZERO, None);
+        loop {
+            let n = tcp.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&received);
+            if head_end.is_none()
+                && let Some(i) = text.find("\r\n\r\n")
+            {
+                head_end = Some(i + 4);
+                headers_after = started.elapsed();
+            }
+            if let Some(end) = head_end
+                && first_event_after.is_none()
+                && text[end..].contains("data:")
+            {
+                first_event_after = Some(started.elapsed());
+            }
+        }
+        let text = String::from_utf8_lossy(&received).into_owned();
+        let end = head_end.unwrap();
+        let status = text[9..12].parse().unwrap();
+        RawResponse { status, headers_after, first_event_after, body: text[end..].to_owned() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +634,98 @@ mod tests {
         assert_eq!(k.status, Some(429));
         assert_eq!(k.retry_after, Some(2));
         assert!(k.hang);
+    }
+
+    #[test]
+    fn model_suffix_sets_the_error_code_ttft_and_fail_every_knobs() {
+        let (k, m) = Knobs::default()
+            .with_model_suffix("gpt-4o~error_code=context_length_exceeded,ttft_ms=250,fail_every=4");
+        assert_eq!(m, "gpt-4o");
+        assert_eq!(k.error_code.as_deref(), Some("context_length_exceeded"));
+        assert_eq!((k.ttft_ms, k.fail_every, k.status), (250, Some(4), None));
+        let (k, _) = Knobs::default().with_model_suffix("m~fail_every=0,error_code=");
+        assert_eq!((k.fail_every, k.error_code), (None, None), "0 and empty mean off");
+    }
+
+    fn status_of(f: &Fault) -> Option<u16> {
+        match f {
+            Fault::Status(s, _) => Some(*s),
+            Fault::None | Fault::Hang | Fault::Garbage => None,
+        }
+    }
+
+    async fn faults(state: &MockState, model: &str, n: usize) -> Vec<Option<u16>> {
+        let (knobs, _) = Knobs::default().with_model_suffix(model);
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(status_of(&pre_answer(state, &knobs, model).await));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn fail_every_fails_exactly_every_nth_request_per_model_name() {
+        let state = MockState::default();
+        let a = "m~fail_every=3,status=503";
+        assert_eq!(
+            faults(&state, a, 6).await,
+            [None, None, Some(503), None, None, Some(503)],
+            "requests 3 and 6 fail"
+        );
+        // Another suffix is another deployment, with its own count; the default status is 500.
+        assert_eq!(faults(&state, "m~fail_every=2", 2).await, [None, Some(500)]);
+        assert_eq!(faults(&state, a, 3).await, [None, None, Some(503)], "a's count went on");
+        let code = "m~fail_every=2,error_code=content_policy_violation";
+        assert_eq!(faults(&state, code, 2).await, [None, Some(400)], "error_code implies 400");
+    }
+
+    #[tokio::test]
+    async fn status_fails_every_request_unless_a_rate_picks_which() {
+        let state = MockState::default();
+        assert!(faults(&state, "m~status=503", 20).await.iter().all(|s| *s == Some(503)));
+        assert!(
+            faults(&state, "m~error_code=context_length_exceeded", 5).await.iter().all(|s| *s == Some(400))
+        );
+        let flaky = faults(&state, "m~fail_rate=0.5,status=503", 400).await;
+        let failed = flaky.iter().filter(|s| s.is_some()).count();
+        assert!((120..=280).contains(&failed), "{failed} of 400 failed at fail_rate 0.5");
+        assert!(flaky.iter().all(|s| matches!(s, None | Some(503))), "failures answer the status");
+        let default = faults(&state, "m~fail_rate=1", 3).await;
+        assert_eq!(default, [Some(500); 3]);
+    }
+
+    #[tokio::test]
+    async fn ttft_delays_the_first_stream_event_not_the_headers() {
+        let mock = MockLlm::start().await.unwrap();
+        let body = |model: &str, stream: bool| {
+            serde_json::json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+                .to_string()
+        };
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &body("m~ttft_ms=300", true)).await;
+        assert_eq!(r.status, 200);
+        let first = r.first_event_after.unwrap();
+        assert!(first >= Duration::from_millis(300), "first event after {first:?}");
+        // The headers went out before the wait (a margin for a busy machine).
+        assert!(r.headers_after + Duration::from_millis(150) < first, "headers after {:?}", r.headers_after);
+        assert!(r.body.contains("[DONE]"));
+        // latency_ms holds the headers back instead.
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &body("m~latency_ms=300", true)).await;
+        assert!(r.headers_after >= Duration::from_millis(300), "headers after {:?}", r.headers_after);
+        // Not streaming: ttft_ms does nothing.
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &body("m~ttft_ms=300", false)).await;
+        assert_eq!(
+            (r.status, r.json()["choices"][0]["message"]["content"].as_str()),
+            (200, Some("mock: hi"))
+        );
+        assert!(r.headers_after < Duration::from_millis(300), "headers after {:?}", r.headers_after);
+        // Anthropic's stream waits the same way.
+        let claude = serde_json::json!({"model": "claude~ttft_ms=300", "max_tokens": 10, "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]})
+        .to_string();
+        let r = raw::post(mock.addr, "/v1/messages", &[("anthropic-version", "2023-06-01")], &claude).await;
+        assert_eq!(r.status, 200);
+        assert!(r.first_event_after.unwrap() >= Duration::from_millis(300));
+        assert!(r.body.contains("message_stop"));
     }
 
     #[test]

@@ -42,6 +42,20 @@ pub fn error_body(code: u16, message: &str) -> Value {
     json!({"error": {"code": code, "message": message, "status": rpc_status(code)}})
 }
 
+/// What Gemini says when the prompt does not fit the model.
+pub const CONTEXT_LENGTH_MESSAGE: &str =
+    "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).";
+
+/// The error body for a fault the knobs asked for. Gemini's body has no code of its own beyond
+/// the RPC status: `context_length_exceeded` gets Gemini's message for it, any other code is
+/// named in the mock's message.
+pub fn fault_body(status: u16, code: Option<&str>) -> Value {
+    match code {
+        Some("context_length_exceeded") => error_body(status, CONTEXT_LENGTH_MESSAGE),
+        _ => error_body(status, &core::mock_message(status, code)),
+    }
+}
+
 fn error(code: u16, message: &str) -> Response {
     core::error_response(code, None, error_body(code, message))
 }
@@ -72,19 +86,19 @@ async fn handle(
         _ => return error(404, &format!("Method {method} is not found for API version v1beta")),
     };
     let sse = q.as_deref().is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
-    let (knobs, model) = knobs.with_model_suffix(model);
-    match core::pre_answer(&knobs).await {
+    let (knobs, bare) = knobs.with_model_suffix(model);
+    match core::pre_answer(&state, &knobs, model).await {
         Fault::None => {}
         Fault::Hang => return core::hang().await,
         Fault::Garbage => return core::garbage(),
         Fault::Status(s, ra) => {
-            return core::error_response(s, ra, error_body(s, &format!("mock error {s}")));
+            return core::error_response(s, ra, fault_body(s, knobs.error_code.as_deref()));
         }
     }
     if let Err(message) = validate(&parsed) {
         return error(400, &message);
     }
-    let conv = conversation(&parsed, model, stream);
+    let conv = conversation(&parsed, bare, stream);
     let (reply, input, output) = core::plan(&conv, &knobs);
     let responses = render(&conv, &reply, input, output);
     match (stream, sse) {
@@ -342,6 +356,15 @@ fn render(conv: &Conversation, reply: &Reply, input: u64, output: u64) -> Vec<Va
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_read_as_gemini_words_them() {
+        let b = fault_body(400, Some("context_length_exceeded"));
+        assert_eq!(b["error"]["status"], "INVALID_ARGUMENT");
+        assert!(b["error"]["message"].as_str().unwrap().starts_with("The input token count"), "{b}");
+        assert_eq!(fault_body(400, Some("other"))["error"]["message"], "mock error 400 (other)");
+        assert_eq!(fault_body(503, None)["error"]["message"], "mock error 503");
+    }
 
     fn valid(body: Value) -> Result<(), String> {
         validate(&body)

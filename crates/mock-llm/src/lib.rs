@@ -10,7 +10,12 @@
 //! Knobs are set per server ([`MockLlm::set_knobs`], or the binary's flags), and can be
 //! overridden per request by a suffix on the model name: `gpt-4o~status=429,retry_after=2`.
 //! The suffix passes through a gateway untouched, so one mock can serve healthy and failing
-//! deployments at once.
+//! deployments at once. Fault knobs ([`Knobs`] has them all): `status=503` (every request),
+//! `fail_rate=0.5` / `fail_every=4` (a random share / exactly every 4th request to that model
+//! name, with `status`, default 500), `error_code=content_policy_violation` (the provider's own
+//! error body and message for the code, status 400 unless given), `latency_ms` (before the
+//! headers), `ttft_ms` (streams: between the headers and the first event), `chunk_delay_ms`,
+//! `disconnect_after`, `garbage`, `hang`, `retry_after`, `reply`.
 
 pub mod anthropic;
 pub mod cohere;

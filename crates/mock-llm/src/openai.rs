@@ -33,6 +33,52 @@ pub fn error_body(status: u16, message: &str) -> Value {
     json!({"error": {"message": message, "type": ty, "param": null, "code": code}})
 }
 
+/// What OpenAI says when its safety system rejects a prompt.
+pub const CONTENT_POLICY_MESSAGE: &str = "Your request was rejected as a result of our safety system. \
+    Your prompt may contain text that is not allowed by our safety system.";
+/// What Azure says when its content filter rejects a prompt.
+pub const AZURE_CONTENT_FILTER_MESSAGE: &str = "The response was filtered due to the prompt triggering \
+    Azure OpenAI's content management policy. Please modify your prompt and retry.";
+/// What OpenAI (and Azure) say when the prompt does not fit the model.
+pub const CONTEXT_LENGTH_MESSAGE: &str = "This model's maximum context length is 128000 tokens. \
+    However, your messages resulted in 130000 tokens. Please reduce the length of the messages.";
+
+/// The error body for a fault the knobs asked for: with `error_code`, that code in OpenAI's shape
+/// and OpenAI's message for it. A content-policy code on the Azure routes (and `content_filter`
+/// anywhere, a code only Azure sends) gives Azure's content-filter body, `innererror` included.
+pub fn fault_body(status: u16, code: Option<&str>, azure: bool) -> Value {
+    let (message, param) = match code {
+        None => return error_body(status, &core::mock_message(status, None)),
+        Some("content_filter") => return azure_content_filter_body(status),
+        Some("content_policy_violation") if azure => return azure_content_filter_body(status),
+        Some("content_policy_violation") => (CONTENT_POLICY_MESSAGE.to_owned(), Value::Null),
+        Some("context_length_exceeded") => (CONTEXT_LENGTH_MESSAGE.to_owned(), json!("messages")),
+        Some(other) => (core::mock_message(status, Some(other)), Value::Null),
+    };
+    let ty = if status == 429 {
+        "requests"
+    } else if status >= 500 {
+        "server_error"
+    } else {
+        "invalid_request_error"
+    };
+    json!({"error": {"message": message, "type": ty, "param": param, "code": code}})
+}
+
+/// Azure's answer to a prompt its content filter rejects: code `content_filter`, and the
+/// `innererror` naming the policy and each category's verdict.
+fn azure_content_filter_body(status: u16) -> Value {
+    let clear = json!({"filtered": false, "severity": "safe"});
+    json!({"error": {
+        "message": AZURE_CONTENT_FILTER_MESSAGE, "type": null, "param": "prompt", "code": "content_filter",
+        "status": status,
+        "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {
+            "hate": clear, "jailbreak": {"filtered": false, "detected": false}, "self_harm": clear,
+            "sexual": clear, "violence": {"filtered": true, "severity": "medium"}
+        }}
+    }})
+}
+
 /// Common prologue: record, auth, parse, knobs from the model suffix, faults.
 async fn prologue(
     state: &State,
@@ -48,13 +94,17 @@ async fn prologue(
     if !core::authorized(&knobs, headers, query) {
         return Err(core::error_response(401, None, error_body(401, "Incorrect API key provided.")));
     }
-    let model = model_override.or_else(|| parsed["model"].as_str()).unwrap_or("").to_owned();
-    let (knobs, model) = knobs.with_model_suffix(&model);
-    match core::pre_answer(&knobs).await {
+    let sent = model_override.or_else(|| parsed["model"].as_str()).unwrap_or("").to_owned();
+    let (knobs, model) = knobs.with_model_suffix(&sent);
+    match core::pre_answer(state, &knobs, &sent).await {
         Fault::None => Ok((parsed, knobs, model)),
         Fault::Hang => Err(core::hang().await),
         Fault::Garbage => Err(core::garbage()),
-        Fault::Status(s, ra) => Err(core::error_response(s, ra, error_body(s, &format!("mock error {s}")))),
+        Fault::Status(s, ra) => {
+            // Only the Azure routes name the model in the path.
+            let azure = model_override.is_some();
+            Err(core::error_response(s, ra, fault_body(s, knobs.error_code.as_deref(), azure)))
+        }
     }
 }
 
@@ -310,4 +360,108 @@ async fn answer_embeddings(
 async fn models() -> Response {
     axum::Json(json!({"object": "list", "data": [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]}))
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MockLlm;
+    use crate::core::raw;
+
+    fn chat(model: &str) -> String {
+        json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string()
+    }
+
+    #[tokio::test]
+    async fn error_codes_come_in_openais_shape_with_its_messages() {
+        let mock = MockLlm::start().await.unwrap();
+        let r =
+            raw::post(mock.addr, "/v1/chat/completions", &[], &chat("m~error_code=content_policy_violation"))
+                .await;
+        let e = &r.json()["error"];
+        assert_eq!(
+            (r.status, e["code"].as_str(), e["type"].as_str()),
+            (400, Some("content_policy_violation"), Some("invalid_request_error"))
+        );
+        assert!(e["message"].as_str().unwrap().contains("safety system"), "{e}");
+
+        let r =
+            raw::post(mock.addr, "/v1/chat/completions", &[], &chat("m~error_code=context_length_exceeded"))
+                .await;
+        let e = &r.json()["error"];
+        assert_eq!(
+            (r.status, e["code"].as_str(), e["param"].as_str()),
+            (400, Some("context_length_exceeded"), Some("messages"))
+        );
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("This model's maximum context length is 128000 tokens."),
+            "{e}"
+        );
+
+        // Any other code passes through, with the status asked for.
+        let r = raw::post(
+            mock.addr,
+            "/v1/chat/completions",
+            &[],
+            &chat("m~error_code=insufficient_quota,status=429"),
+        )
+        .await;
+        let e = &r.json()["error"];
+        assert_eq!(
+            (r.status, e["code"].as_str(), e["type"].as_str()),
+            (429, Some("insufficient_quota"), Some("requests"))
+        );
+        // Without a code the body is as before.
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &chat("m~status=500")).await;
+        assert_eq!(r.json()["error"]["message"], "mock error 500");
+    }
+
+    #[tokio::test]
+    async fn the_azure_routes_answer_a_content_policy_code_with_azures_content_filter_body() {
+        let mock = MockLlm::start().await.unwrap();
+        let path = "/openai/deployments/gpt4o~error_code=content_policy_violation/chat/completions?api-version=2024-10-21";
+        let r = raw::post(mock.addr, path, &[], &chat("ignored")).await;
+        let e = &r.json()["error"];
+        assert_eq!(
+            (r.status, e["code"].as_str(), e["param"].as_str()),
+            (400, Some("content_filter"), Some("prompt"))
+        );
+        assert_eq!(e["status"], 400);
+        assert!(e["type"].is_null());
+        assert!(e["message"].as_str().unwrap().contains("Azure OpenAI's content management policy"), "{e}");
+        assert_eq!(e["innererror"]["code"], "ResponsibleAIPolicyViolation");
+        assert_eq!(e["innererror"]["content_filter_result"]["violence"]["filtered"], true);
+        // `content_filter` names Azure's shape on any route.
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &chat("m~error_code=content_filter")).await;
+        assert_eq!(r.json()["error"]["innererror"]["code"], "ResponsibleAIPolicyViolation");
+        // Context length reads the same on Azure as on OpenAI.
+        let path = "/openai/deployments/gpt4o~error_code=context_length_exceeded/chat/completions?api-version=2024-10-21";
+        let r = raw::post(mock.addr, path, &[], &chat("ignored")).await;
+        assert_eq!(r.json()["error"]["code"], "context_length_exceeded");
+    }
+
+    #[tokio::test]
+    async fn fail_every_counts_requests_per_deployment_end_to_end() {
+        let mock = MockLlm::start().await.unwrap();
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(
+                raw::post(mock.addr, "/v1/chat/completions", &[], &chat("m~fail_every=2,status=503"))
+                    .await
+                    .status,
+            );
+        }
+        assert_eq!(statuses, [200, 503, 200, 503]);
+        let r = raw::post(
+            mock.addr,
+            "/v1/chat/completions",
+            &[],
+            &chat("m~fail_every=2,error_code=context_length_exceeded"),
+        )
+        .await;
+        assert_eq!(r.status, 200, "its own count: the first request succeeds");
+    }
 }

@@ -38,7 +38,8 @@ pub struct RawRoutingDefaults {
     /// (default 30s).
     #[serde(default, with = "humantime_serde")]
     pub latency_stale_after: Option<Duration>,
-    /// Share of requests the latency strategy sends to a random deployment (default 0.05).
+    /// Share of requests the latency strategy sends to a random deployment (default 0.01: each
+    /// explored request to a slow deployment is a slow answer, so keep it small).
     pub explore_rate: Option<f64>,
     /// Active health checks: a tiny request to every deployment at this interval (default off).
     #[serde(default, with = "humantime_serde")]

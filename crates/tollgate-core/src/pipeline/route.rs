@@ -464,6 +464,8 @@ fn is_context_length(e: &ProviderError) -> bool {
         || m.contains("context window")
         || m.contains("prompt is too long")
         || m.contains("maximum context")
+        // Gemini: "The input token count (…) exceeds the maximum number of tokens allowed (…)".
+        || m.contains("exceeds the maximum number of tokens")
 }
 
 fn bounded(timeout: Duration, remaining: Option<Duration>) -> Duration {

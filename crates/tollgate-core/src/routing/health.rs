@@ -48,7 +48,7 @@ impl Default for HealthConfig {
             breaker: BreakerConfig::default(),
             ewma_alpha: 0.3,
             stale_after: Duration::from_secs(30),
-            explore_rate: 0.05,
+            explore_rate: 0.01,
         }
     }
 }

@@ -5,18 +5,18 @@
 //! The canonical types are OpenAI's, so there is no conversion: the request is re-serialized
 //! with the upstream model name, fields the gateway does not know included.
 
+mod errors;
 mod stream;
 pub mod wire;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use http::HeaderValue;
 use serde::Serialize;
 use tollgate_types::ports::{CallCtx, ChunkStream, CompletionStream, ProviderAdapter, ProviderError};
 use tollgate_types::{ChatRequest, ChatResponse, CompletionRequest, CompletionResponse};
 use tollgate_types::{EmbeddingsRequest, EmbeddingsResponse};
 
-use crate::http::{Deadlines, common_error_message, read_json, send};
+use crate::http::{Deadlines, read_json, send};
 use crate::{ProviderSettings, sse};
 
 /// Which member of the OpenAI family this adapter talks to.
@@ -93,14 +93,8 @@ impl OpenAiAdapter {
         for (name, value) in &self.settings.headers {
             request = request.header(name, value);
         }
-        send(provider, request, deadlines, error_message).await
+        send(provider, request, deadlines, errors::error_message).await.map_err(errors::refine)
     }
-}
-
-/// OpenAI's error body `{"error":{"message":..}}`; some compatible servers send `{"message":..}`
-/// or `{"error":"..."}`.
-fn error_message(body: &Bytes) -> Option<String> {
-    common_error_message(body)
 }
 
 #[async_trait]

@@ -1,8 +1,8 @@
 //! OpenAI request bodies as sent upstream: the canonical request, borrowed field by field, with
 //! the upstream model name and the stream settings the gateway needs. Unknown client fields
-//! (`extra`) are flattened back in untouched.
+//! (`extra`) are flattened back in untouched. Also the error body (`errors.rs` reads it).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tollgate_types::{
     ChatRequest, CompletionRequest, EmbeddingInput, EmbeddingsRequest, JsonMap, Message, ResponseFormat,
@@ -139,6 +139,44 @@ impl<'a> OpenAiCompletionRequest<'a> {
             extra: &req.extra,
         }
     }
+}
+
+// === errors ===
+
+/// An error body: `{"error": {...}}` as OpenAI and Azure send it; some compatible servers send
+/// `error` as a string, or only a top-level `message`.
+#[derive(Debug, Deserialize)]
+pub struct OpenAiErrorBody {
+    #[serde(default)]
+    pub error: Option<OpenAiErrorField>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OpenAiErrorField {
+    Object(OpenAiError),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OpenAiError {
+    #[serde(default)]
+    pub message: Option<String>,
+    /// A string at OpenAI and Azure (`context_length_exceeded`, `content_filter`, ...); some
+    /// compatible servers (vLLM) put the HTTP status here as a number.
+    #[serde(default)]
+    pub code: Option<Value>,
+    /// Azure only: why its content filter refused (`code: ResponsibleAIPolicyViolation`).
+    #[serde(default)]
+    pub innererror: Option<OpenAiInnerError>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OpenAiInnerError {
+    #[serde(default)]
+    pub code: Option<Value>,
 }
 
 #[cfg(test)]

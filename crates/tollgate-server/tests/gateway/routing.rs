@@ -61,6 +61,16 @@ models:
     deployments: [ { provider: compat, model: big-model, name: big } ]
   solo:
     deployments: [ { provider: compat, model: solo-model, name: solo } ]
+  guarded:
+    routing: { content_policy_fallback: backup }
+    deployments: [ { provider: compat, model: "strict~error_code=content_policy_violation", name: strict } ]
+  unguarded:
+    deployments:
+      - { provider: compat, model: "strict~error_code=content_policy_violation", name: strict }
+      - { provider: compat, model: never-tried, name: other }
+  narrow:
+    routing: { context_window_fallback: big }
+    deployments: [ { provider: compat, model: "narrow~error_code=context_length_exceeded", name: narrow } ]
 "#;
 
 fn hello(model: &str) -> Value {
@@ -292,4 +302,19 @@ models:
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(h.chat(hello("checked")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn upstream_refusals_go_to_the_matching_fallback_or_back_at_once() {
+    let h = Harness::start(CONFIG).await;
+    let resp = h.chat(hello("guarded")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tollgate-model"), "backup", "content-policy fallback");
+    let resp = h.chat(hello("narrow")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tollgate-model"), "big", "the upstream's context-length error");
+    // Without a content-policy fallback the refusal is the answer: no other deployment tried.
+    let resp = h.chat(hello("unguarded")).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(hits(&h, "never-tried"), 0);
 }
