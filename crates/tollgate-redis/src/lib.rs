@@ -40,6 +40,9 @@
 mod wire;
 mod worker;
 
+/// Keys are the gateway's own counter names, not client input: a fast hash is enough.
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! reply of `tollgate_reserve_v2` pinned to [`ReserveOutcome`], and the merging of settle
 //! adjustments before they are sent. Pure code, no I/O.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
@@ -67,7 +67,8 @@ pub(crate) fn merge_adjustments<'a>(
 ) -> Vec<(&'a Arc<str>, LimitKind, i64)> {
     let adjustments = adjustments.into_iter();
     let mut merged: Vec<(&Arc<str>, LimitKind, i64)> = Vec::with_capacity(adjustments.size_hint().0);
-    let mut index: HashMap<(&str, LimitKind), usize> = HashMap::with_capacity(merged.capacity());
+    let mut index: FastMap<(&str, LimitKind), usize> =
+        FastMap::with_capacity_and_hasher(merged.capacity(), foldhash::fast::RandomState::default());
     for (key, kind, delta) in adjustments {
         match index.entry((&**key, kind)) {
             Entry::Occupied(e) => {

@@ -5,7 +5,7 @@
 //! It also gives back what Redis admitted for callers that stopped waiting (timed out or were
 //! cancelled), since nobody would ever settle those reservations otherwise.
 
-use std::collections::HashMap;
+use crate::FastMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
@@ -109,7 +109,7 @@ impl Backend {
         let now = self.clock.now_utc();
         // Distinct counters of the batch: (key, kind) -> (1-based index into KEYS, the kind's
         // name, its parameter); one entry per reservation in `args`.
-        let mut index: HashMap<(&str, LimitKind), (usize, &'static str, i64)> = HashMap::new();
+        let mut index: FastMap<(&str, LimitKind), (usize, &'static str, i64)> = FastMap::default();
         let mut keys: Vec<String> = Vec::new();
         let mut args = Vec::with_capacity(jobs.iter().map(|j| j.reqs.len()).sum());
         for r in jobs.iter().flat_map(|j| &j.reqs) {

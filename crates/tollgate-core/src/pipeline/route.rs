@@ -397,17 +397,27 @@ impl Gateway {
             }
             _ => None,
         };
+        let in_flight = d.health.in_flight();
+        // Unmeasured ranks first so a new deployment gets measured, but only once: while its
+        // first requests are still out, more of them would pile onto what may be the slow one.
+        let latency = match d.health.latency_score(now) {
+            None if in_flight > 0 => Some(UNMEASURED_BUSY),
+            score => score,
+        };
         Candidate {
             slot,
             weight: d.routing.weight,
             priority: d.routing.priority,
-            in_flight: d.health.in_flight(),
-            latency: d.health.latency_score(now),
+            in_flight,
+            latency,
             cost,
             headroom: d.health.headroom(now),
         }
     }
 }
+
+/// The latency a deployment without a sample ranks at while requests to it are in flight.
+const UNMEASURED_BUSY: Duration = Duration::from_secs(60);
 
 /// The request size the cost strategy prices deployments at when the prompt was not counted.
 const TYPICAL_PROMPT_TOKENS: u64 = 1_000;
