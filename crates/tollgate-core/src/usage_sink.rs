@@ -159,7 +159,6 @@ mod tests {
     use async_trait::async_trait;
     use parking_lot::Mutex;
     use tollgate_types::ports::store::StoreError;
-    use tollgate_types::ports::usage::TokenSource;
 
     use super::*;
 
@@ -213,35 +212,7 @@ mod tests {
     }
 
     fn rec(n: u64) -> UsageRecord {
-        UsageRecord {
-            id: uuid::Uuid::now_v7(),
-            request_id: format!("r{n}"),
-            at: time::OffsetDateTime::now_utc(),
-            tenant_id: None,
-            project_id: None,
-            key_id: None,
-            endpoint: "chat".into(),
-            model: "m".into(),
-            provider: None,
-            deployment: None,
-            status: 200,
-            error_code: None,
-            input_tokens: n,
-            output_tokens: 0,
-            cached_input_tokens: 0,
-            reasoning_tokens: 0,
-            token_source: TokenSource::Provider,
-            cost_nanodollars: None,
-            price_id: None,
-            latency_ms: 1,
-            ttft_ms: None,
-            cache_status: None,
-            user: None,
-            metadata: Default::default(),
-            served_model: None,
-            attempts: 1,
-            hedged: false,
-        }
+        UsageRecord::sample(n, time::OffsetDateTime::now_utc())
     }
 
     fn written(store: &Recorder) -> usize {

@@ -575,33 +575,11 @@ async fn usage_records_are_isolated_and_written_only_through_the_function() {
 /// A usage record of `tenant` at `at`.
 fn usage_at(tenant: TenantId, n: u32, at: time::OffsetDateTime) -> tollgate_types::ports::usage::UsageRecord {
     tollgate_types::ports::usage::UsageRecord {
-        id: Uuid::now_v7(),
-        request_id: format!("r{n}"),
-        at,
         tenant_id: Some(tenant),
-        project_id: None,
-        key_id: None,
-        endpoint: "chat".into(),
-        model: "m".into(),
-        provider: None,
-        deployment: None,
-        status: 200,
-        error_code: None,
         input_tokens: 1,
         output_tokens: 1,
-        cached_input_tokens: 0,
-        reasoning_tokens: 0,
-        token_source: tollgate_types::ports::usage::TokenSource::Provider,
-        cost_nanodollars: None,
-        price_id: None,
-        latency_ms: 1,
-        ttft_ms: None,
-        cache_status: None,
-        user: None,
-        metadata: Default::default(),
-        served_model: None,
-        attempts: 1,
-        hedged: false,
+        request_id: format!("r{n}"),
+        ..tollgate_types::ports::usage::UsageRecord::sample(1, at)
     }
 }
 

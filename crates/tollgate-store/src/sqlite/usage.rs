@@ -249,41 +249,11 @@ mod tests {
     /// Deletion goes in batches until nothing older is left; newer rows stay.
     #[tokio::test]
     async fn retention_deletes_in_batches() {
-        use tollgate_types::ports::usage::TokenSource;
-
         let path = std::env::temp_dir().join(format!("tollgate-retention-{}.db", uuid::Uuid::now_v7()));
         let store = SqliteStore::open(path.to_str().unwrap()).await.unwrap();
         store.migrate().await.unwrap();
         let now = OffsetDateTime::now_utc();
-        let record = |n: u64, at: OffsetDateTime| UsageRecord {
-            id: uuid::Uuid::now_v7(),
-            request_id: format!("r{n}"),
-            at,
-            tenant_id: None,
-            project_id: None,
-            key_id: None,
-            endpoint: "chat".into(),
-            model: "m".into(),
-            provider: None,
-            deployment: None,
-            status: 200,
-            error_code: None,
-            input_tokens: n,
-            output_tokens: 0,
-            cached_input_tokens: 0,
-            reasoning_tokens: 0,
-            token_source: TokenSource::Provider,
-            cost_nanodollars: None,
-            price_id: None,
-            latency_ms: 1,
-            ttft_ms: None,
-            cache_status: None,
-            user: None,
-            metadata: Default::default(),
-            served_model: None,
-            attempts: 1,
-            hedged: false,
-        };
+        let record = |n: u64, at: OffsetDateTime| UsageRecord::sample(n, at);
         let old: Vec<_> = (0..10).map(|n| record(n, now - time::Duration::days(40 + n as i64))).collect();
         let new: Vec<_> = (0..2).map(|n| record(n, now - time::Duration::days(n as i64))).collect();
         store.insert_usage(&old).await.unwrap();

@@ -98,6 +98,43 @@ pub struct UsageRecord {
     pub metadata: JsonMap,
 }
 
+#[cfg(feature = "test-util")]
+impl UsageRecord {
+    /// A plain answered chat record of no tenant, `n` input tokens, at `at`: the fixture the
+    /// crates' tests adjust with struct-update syntax.
+    pub fn sample(n: u64, at: OffsetDateTime) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            request_id: format!("r{n}"),
+            at,
+            tenant_id: None,
+            project_id: None,
+            key_id: None,
+            endpoint: "chat".into(),
+            model: "m".into(),
+            provider: None,
+            deployment: None,
+            status: 200,
+            error_code: None,
+            input_tokens: n,
+            output_tokens: 0,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0,
+            token_source: TokenSource::Provider,
+            cost_nanodollars: None,
+            price_id: None,
+            latency_ms: 1,
+            ttft_ms: None,
+            cache_status: None,
+            user: None,
+            metadata: JsonMap::default(),
+            served_model: None,
+            attempts: 1,
+            hedged: false,
+        }
+    }
+}
+
 /// Persists usage records.
 #[async_trait]
 pub trait UsageStore: Send + Sync + 'static {
