@@ -64,6 +64,15 @@ fn kept_code(e: &OpenAiError) -> Option<&'static str> {
     KEPT_CODES.into_iter().find(|k| code == Some(*k) || inner == Some(*k))
 }
 
+/// An error event inside a stream (no status to go by): a content-policy one is a
+/// [`ProviderErrorKind::ContentFilter`], anything else stays the upstream's failure.
+pub fn in_stream(err: ProviderError) -> ProviderError {
+    if CONTENT_POLICY_MARKS.iter().any(|m| err.message.contains(m)) {
+        return ProviderError { kind: ProviderErrorKind::ContentFilter, ..err };
+    }
+    err
+}
+
 /// Refines what the status classified: a content-policy refusal is a
 /// [`ProviderErrorKind::ContentFilter`], not a bad request (nor, if an upstream answers it with
 /// 403, a credential problem that would count against the deployment's health).

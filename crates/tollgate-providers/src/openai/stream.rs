@@ -28,13 +28,13 @@ impl StreamDecoder for ChatDecoder {
             return Ok(Vec::new());
         }
         if event == "error" || data.starts_with("{\"error\"") {
-            let msg = crate::http::common_error_message(&bytes::Bytes::copy_from_slice(data.as_bytes()))
+            let msg = super::errors::error_message(&bytes::Bytes::copy_from_slice(data.as_bytes()))
                 .unwrap_or_else(|| "the upstream sent an error event".to_owned());
-            return Err(ProviderError::new(
+            return Err(super::errors::in_stream(ProviderError::new(
                 self.provider,
                 tollgate_types::ports::ProviderErrorKind::Server,
                 msg,
-            ));
+            )));
         }
         Ok(vec![parse_data(self.provider, data)?])
     }
@@ -112,5 +112,16 @@ mod tests {
         let mut d = ChatDecoder::new("openai");
         let err = d.on_event("", r#"{"error":{"message":"overloaded","type":"server_error"}}"#).unwrap_err();
         assert_eq!(err.message, "overloaded");
+        assert_eq!(err.kind, tollgate_types::ports::ProviderErrorKind::Server);
+    }
+
+    #[test]
+    fn a_content_policy_error_event_is_a_content_filter_error() {
+        let mut d = ChatDecoder::new("azure");
+        let event =
+            r#"{"error":{"message":"The response was filtered","code":"content_filter","status":400}}"#;
+        let err = d.on_event("", event).unwrap_err();
+        assert_eq!(err.kind, tollgate_types::ports::ProviderErrorKind::ContentFilter);
+        assert!(err.message.contains("(content_filter)"), "{}", err.message);
     }
 }
