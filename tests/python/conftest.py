@@ -79,6 +79,22 @@ class Process:
         self._log.close()
 
 
+def wait_until_serving(proc):
+    """The base URL of a gateway `proc` that logged its address and answers /healthz."""
+    m = proc.wait_for(r'"address":"([^"]+)"|tollgate listening address=(\S+)')
+    base = f"http://{m.group(1) or m.group(2)}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2, trust_env=False).status_code == 200:
+                return base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"GET {base}/healthz never answered 200:\n{proc.log()}")
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="session")
 def mock_addr(tmp_path_factory) -> str:
     """Starts mock-llm; yields its host:port."""
@@ -119,19 +135,7 @@ def gateway(mock_addr, tmp_path_factory):
     ]
     proc = Process("tollgate", argv, work, env)
     try:
-        m = proc.wait_for(r'"address":"([^"]+)"|tollgate listening address=(\S+)')
-        addr = m.group(1) or m.group(2)
-        base = f"http://{addr}"
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2, trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"GET {base}/healthz never answered 200:\n{proc.log()}")
-            time.sleep(0.05)
+        base = wait_until_serving(proc)
         yield base, proc
     finally:
         proc.stop()
@@ -225,18 +229,7 @@ def start_tenant_gateway(tmp_path_factory):
         proc = Process(f"tollgate-{name}", argv, work, env)
         gw = None
         try:
-            m = proc.wait_for(r'"address":"([^"]+)"|tollgate listening address=(\S+)')
-            base = f"http://{m.group(1) or m.group(2)}"
-            deadline = time.monotonic() + STARTUP_TIMEOUT
-            while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=2, trust_env=False).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"GET {base}/healthz never answered 200:\n{proc.log()}")
-                time.sleep(0.05)
+            base = wait_until_serving(proc)
             gw = TenantGateway(base, key, proc, work)
             started.append(gw)
             return gw

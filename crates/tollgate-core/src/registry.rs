@@ -23,6 +23,8 @@ pub struct Deployment {
     pub index: usize,
     /// Shown in `x-tollgate-deployment`, metrics and logs.
     pub name: String,
+    /// `name` as a metric label: cloning it per request is a reference count, not a copy.
+    pub label: metrics::SharedString,
     /// The provider entry's name in the config.
     pub provider: String,
     /// The provider kind (`openai`, `anthropic`, ...), a bounded metric label.
@@ -106,6 +108,7 @@ impl Registry {
                         kind: provider.kind,
                         settings,
                         name: d.name.clone(),
+                        label: metrics::SharedString::from(Arc::<str>::from(d.name.as_str())),
                         provider: d.provider.clone(),
                         provider_kind: provider.kind.as_str(),
                         upstream_model: d.model.clone(),

@@ -133,25 +133,8 @@ async fn level(c: &mut redis::aio::MultiplexedConnection, ns: &Ns, r: &Reservati
 
 /// Runs `n` reserves of `reqs` at once through one limiter; returns how many were admitted.
 async fn race(limiter: &Arc<RedisRateLimiter>, n: usize, reqs: Vec<Reservation>) -> usize {
-    let reqs = Arc::new(reqs);
-    let start = Arc::new(tokio::sync::Barrier::new(n));
-    let mut set = JoinSet::new();
-    for _ in 0..n {
-        let (limiter, reqs, start) = (limiter.clone(), reqs.clone(), start.clone());
-        set.spawn(async move {
-            start.wait().await;
-            limiter.reserve(&reqs).await
-        });
-    }
-    let mut admitted = 0;
-    while let Some(res) = set.join_next().await {
-        match res.unwrap() {
-            Ok(_) => admitted += 1,
-            Err(LimitError::Exceeded { .. }) => {}
-            Err(e) => unreachable!("{e}"),
-        }
-    }
-    admitted
+    let limiter: Arc<dyn RateLimiter> = limiter.clone();
+    tollgate_core::limits::contract::race(&limiter, n, reqs).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

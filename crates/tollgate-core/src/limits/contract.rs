@@ -320,8 +320,13 @@ pub async fn independent_keys_are_independent(f: Fixture) -> Result<(), LimitErr
     Ok(())
 }
 
-/// Runs `n` reservations of `reqs` at once on worker threads; returns how many were admitted.
-async fn race(limiter: &Arc<dyn RateLimiter>, n: usize, reqs: Vec<Reservation>) -> Result<usize, LimitError> {
+/// Runs `n` reservations of `reqs` at once on worker threads; returns how many were admitted
+/// (backend suites race their own limiters with it too).
+pub async fn race(
+    limiter: &Arc<dyn RateLimiter>,
+    n: usize,
+    reqs: Vec<Reservation>,
+) -> Result<usize, LimitError> {
     let mut set = JoinSet::new();
     let reqs = Arc::new(reqs);
     let start = Arc::new(tokio::sync::Barrier::new(n));

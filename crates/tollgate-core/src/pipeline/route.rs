@@ -260,9 +260,9 @@ impl Gateway {
                                 Outcome::Success { ttft: None, total: elapsed }
                             };
                             note_breaker(d, d.health.record(Instant::now(), sample, probe));
-                            ::metrics::counter!(ATTEMPTS, "deployment" => d.name.clone(), "outcome" => "ok")
+                            ::metrics::counter!(ATTEMPTS, "deployment" => d.label.clone(), "outcome" => "ok")
                                 .increment(1);
-                            ::metrics::histogram!(DEPLOYMENT_LATENCY, "deployment" => d.name.clone())
+                            ::metrics::histogram!(DEPLOYMENT_LATENCY, "deployment" => d.label.clone())
                                 .record(elapsed.as_secs_f64());
                             let used = max_attempts - budget.attempts_left;
                             return Ok(Served {
@@ -281,7 +281,7 @@ impl Gateway {
                             metrics::record_upstream_error(d.provider_kind, &error.kind);
                             ::metrics::counter!(
                                 ATTEMPTS,
-                                "deployment" => d.name.clone(),
+                                "deployment" => d.label.clone(),
                                 "outcome" => attempt_label(&error)
                             )
                             .increment(1);

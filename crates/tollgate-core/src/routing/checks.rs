@@ -86,7 +86,7 @@ async fn check(d: &Deployment) {
         tracing::info!(deployment = %d.name, error = %e, "health check failed");
     }
     super::note_breaker(d, d.health.record(Instant::now(), outcome, probe));
-    metrics::counter!(HEALTH_CHECKS, "deployment" => d.name.clone(), "outcome" => label).increment(1);
+    metrics::counter!(HEALTH_CHECKS, "deployment" => d.label.clone(), "outcome" => label).increment(1);
 }
 
 /// The smallest chat request: one user word, one output token.

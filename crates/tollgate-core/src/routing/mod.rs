@@ -19,7 +19,7 @@ pub const BREAKER_TRANSITIONS: &str = "tollgate_breaker_transitions_total";
 /// Counts and logs a breaker transition of `d`, if there was one.
 pub fn note_breaker(d: &crate::registry::Deployment, change: Option<BreakerState>) {
     if let Some(to) = change {
-        metrics::counter!(BREAKER_TRANSITIONS, "deployment" => d.name.clone(), "to" => to.as_str())
+        metrics::counter!(BREAKER_TRANSITIONS, "deployment" => d.label.clone(), "to" => to.as_str())
             .increment(1);
         tracing::warn!(deployment = %d.name, to = to.as_str(), "circuit breaker changed state");
     }
