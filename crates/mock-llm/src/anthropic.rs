@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use crate::core::{self, Conversation, Fault, Knobs, Reply, SseEvent, State};
+use crate::core::{self, Conversation, Fault, Knobs, RateLimitStyle, Reply, SseEvent, State};
 
 const PATH: &str = "/v1/messages";
 
@@ -91,7 +91,8 @@ async fn messages(
         Fault::Garbage if !stream => return core::garbage(),
         Fault::Garbage => {}
         Fault::Status(s, ra) => {
-            return core::error_response(s, ra, fault_body(s, knobs.error_code.as_deref()));
+            let resp = core::error_response(s, ra, fault_body(s, knobs.error_code.as_deref()));
+            return core::with_rate_limits(resp, &knobs, RateLimitStyle::Anthropic);
         }
     }
     if let Err(m) = validate(&parsed) {
@@ -99,11 +100,12 @@ async fn messages(
     }
     let conv = conversation(&parsed, model);
     let (reply, input, output) = core::plan(&conv, &knobs);
-    if stream {
+    let resp = if stream {
         stream_answer(&conv, &reply, input, output, &knobs)
     } else {
         json_answer(&conv, &reply, input, output)
-    }
+    };
+    core::with_rate_limits(resp, &knobs, RateLimitStyle::Anthropic)
 }
 
 // === validation ===
@@ -479,6 +481,34 @@ mod tests {
         assert_eq!(r.json()["error"]["message"], CONTENT_FILTER_MESSAGE);
         let r = post("claude~error_code=overloaded_error,status=529").await;
         assert_eq!((r.status, r.json()["error"]["type"].as_str()), (529, Some("overloaded_error")));
+    }
+
+    #[tokio::test]
+    async fn every_answer_carries_anthropics_rate_limit_headers() {
+        let mock = crate::MockLlm::start().await.unwrap();
+        let post = async |model: &str| {
+            let body =
+                json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+            crate::core::raw::post(mock.addr, PATH, &[("anthropic-version", "2023-06-01")], &body.to_string())
+                .await
+        };
+        let r = post("claude~ratelimit_limit=50,ratelimit_remaining=10").await;
+        assert_eq!(r.status, 200);
+        for (name, value) in [
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "10"),
+            ("anthropic-ratelimit-tokens-limit", "50000"),
+            ("anthropic-ratelimit-tokens-remaining", "10000"),
+            ("anthropic-ratelimit-input-tokens-limit", "50000"),
+            ("anthropic-ratelimit-input-tokens-remaining", "10000"),
+            ("anthropic-ratelimit-output-tokens-limit", "10000"),
+            ("anthropic-ratelimit-output-tokens-remaining", "2000"),
+        ] {
+            assert_eq!(r.header(name), Some(value), "{name}");
+        }
+        assert_eq!(r.header("x-ratelimit-remaining-requests"), None, "not OpenAI's names");
+        let r = post("claude~status=429").await;
+        assert_eq!((r.status, r.header("anthropic-ratelimit-requests-remaining")), (429, Some("0")));
     }
 
     #[test]

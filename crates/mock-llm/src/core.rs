@@ -54,6 +54,13 @@ pub struct Knobs {
     pub require_key: Option<String>,
     /// Dimensions of mock embeddings.
     pub embedding_dims: usize,
+    /// The request limit the OpenAI-shaped and Anthropic routes report in their rate-limit
+    /// headers (`x-ratelimit-*`, `anthropic-ratelimit-*`), on every answer as the real APIs do;
+    /// the token limit reported is 1000 times it. 0: no rate-limit headers.
+    pub ratelimit_limit: u64,
+    /// The requests remaining those headers report (tokens: 1000 times it, so both give the
+    /// same share). Unset: `ratelimit_limit - 1`, or 0 on a 429.
+    pub ratelimit_remaining: Option<u64>,
     /// SSE responses being written now, shared by every copy of the server's knobs: a stream
     /// whose client went away is dropped by the server, which decrements it (tests use it to
     /// see upstream cancellation). Not a knob; it rides along so every handler has it.
@@ -79,6 +86,8 @@ impl Default for Knobs {
             tool_arguments: r#"{"city":"Paris"}"#.to_owned(),
             require_key: None,
             embedding_dims: 8,
+            ratelimit_limit: 1000,
+            ratelimit_remaining: None,
             open_streams: Arc::default(),
         }
     }
@@ -105,6 +114,8 @@ impl Knobs {
                 "disconnect_after" => self.disconnect_after = v.parse().ok(),
                 "hang" => self.hang = v == "true",
                 "reply" => self.reply = Some(v.to_owned()),
+                "ratelimit_limit" => self.ratelimit_limit = v.parse().unwrap_or(self.ratelimit_limit),
+                "ratelimit_remaining" => self.ratelimit_remaining = v.parse().ok(),
                 _ => {}
             }
         }
@@ -401,6 +412,51 @@ pub fn error_response(status: u16, retry_after: Option<u64>, body: serde_json::V
     resp
 }
 
+/// Which provider's rate-limit header names an answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitStyle {
+    /// `x-ratelimit-{limit,remaining}-{requests,tokens}` (OpenAI, Azure, OpenAI-compatible).
+    OpenAi,
+    /// `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining}`.
+    Anthropic,
+}
+
+/// Adds the provider's rate-limit headers to an answer (success or error), per the knobs
+/// `ratelimit_limit` and `ratelimit_remaining`. Reset headers are left out: the gateway does not
+/// read them.
+pub fn with_rate_limits(mut resp: Response, knobs: &Knobs, style: RateLimitStyle) -> Response {
+    let limit = knobs.ratelimit_limit;
+    if limit == 0 {
+        return resp;
+    }
+    let exhausted = resp.status() == StatusCode::TOO_MANY_REQUESTS;
+    let remaining = knobs.ratelimit_remaining.unwrap_or(if exhausted { 0 } else { limit - 1 });
+    let (token_limit, tokens_left) = (limit.saturating_mul(1000), remaining.saturating_mul(1000));
+    let names: &[(&'static str, u64)] = match style {
+        RateLimitStyle::OpenAi => &[
+            ("x-ratelimit-limit-requests", limit),
+            ("x-ratelimit-remaining-requests", remaining),
+            ("x-ratelimit-limit-tokens", token_limit),
+            ("x-ratelimit-remaining-tokens", tokens_left),
+        ],
+        RateLimitStyle::Anthropic => &[
+            ("anthropic-ratelimit-requests-limit", limit),
+            ("anthropic-ratelimit-requests-remaining", remaining),
+            ("anthropic-ratelimit-tokens-limit", token_limit),
+            ("anthropic-ratelimit-tokens-remaining", tokens_left),
+            ("anthropic-ratelimit-input-tokens-limit", token_limit),
+            ("anthropic-ratelimit-input-tokens-remaining", tokens_left),
+            ("anthropic-ratelimit-output-tokens-limit", token_limit / 5),
+            ("anthropic-ratelimit-output-tokens-remaining", tokens_left / 5),
+        ],
+    };
+    let headers = resp.headers_mut();
+    for (name, value) in names {
+        headers.insert(axum::http::HeaderName::from_static(name), axum::http::HeaderValue::from(*value));
+    }
+    resp
+}
+
 /// One SSE event: optional `event:` name and the `data:` payload.
 pub struct SseEvent {
     pub event: Option<String>,
@@ -571,12 +627,22 @@ pub(crate) mod raw {
         pub first_event_after: Option<Duration>,
         /// The body as received (chunk framing included for streams).
         pub body: String,
+        /// The status line and headers, as received.
+        pub head: String,
     }
 
     impl RawResponse {
         /// The body as JSON (non-streaming answers have a `Content-Length`, no chunk framing).
         pub fn json(&self) -> serde_json::Value {
             serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+        }
+
+        /// A response header's value (names compared case-insensitively).
+        pub fn header(&self, name: &str) -> Option<&str> {
+            self.head.lines().find_map(|line| {
+                let (k, v) = line.split_once(':')?;
+                k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+            })
         }
     }
 
@@ -619,7 +685,13 @@ pub(crate) mod raw {
         let text = String::from_utf8_lossy(&received).into_owned();
         let end = head_end.unwrap();
         let status = text[9..12].parse().unwrap();
-        RawResponse { status, headers_after, first_event_after, body: text[end..].to_owned() }
+        RawResponse {
+            status,
+            headers_after,
+            first_event_after,
+            body: text[end..].to_owned(),
+            head: text[..end].to_owned(),
+        }
     }
 }
 
@@ -645,6 +717,8 @@ mod tests {
         assert_eq!((k.ttft_ms, k.fail_every, k.status), (250, Some(4), None));
         let (k, _) = Knobs::default().with_model_suffix("m~fail_every=0,error_code=");
         assert_eq!((k.fail_every, k.error_code), (None, None), "0 and empty mean off");
+        let (k, _) = Knobs::default().with_model_suffix("m~ratelimit_remaining=3,ratelimit_limit=20");
+        assert_eq!((k.ratelimit_limit, k.ratelimit_remaining), (20, Some(3)));
     }
 
     fn status_of(f: &Fault) -> Option<u16> {

@@ -16,6 +16,14 @@
 //! error body and message for the code, status 400 unless given), `latency_ms` (before the
 //! headers), `ttft_ms` (streams: between the headers and the first event), `chunk_delay_ms`,
 //! `disconnect_after`, `garbage`, `hang`, `retry_after`, `reply`.
+//!
+//! Rate-limit headers: the OpenAI-shaped routes (Azure's included) send
+//! `x-ratelimit-{limit,remaining}-{requests,tokens}` and the Anthropic route
+//! `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining}` on every
+//! answer, errors included, as the real APIs do. `ratelimit_limit=N` sets the request limit
+//! (default 1000; tokens are 1000 times it; 0 sends no headers), `ratelimit_remaining=N` the
+//! requests left (default the limit minus one, 0 on a 429); `model~ratelimit_remaining=5` makes
+//! a deployment look nearly out of quota.
 
 pub mod anthropic;
 pub mod cohere;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 
-use crate::core::{self, Conversation, Fault, Reply, SseEvent, State};
+use crate::core::{self, Conversation, Fault, RateLimitStyle, Reply, SseEvent, State};
 
 pub fn routes() -> Router<State> {
     Router::new()
@@ -103,7 +103,8 @@ async fn prologue(
         Fault::Status(s, ra) => {
             // Only the Azure routes name the model in the path.
             let azure = model_override.is_some();
-            Err(core::error_response(s, ra, fault_body(s, knobs.error_code.as_deref(), azure)))
+            let resp = core::error_response(s, ra, fault_body(s, knobs.error_code.as_deref(), azure));
+            Err(core::with_rate_limits(resp, &knobs, RateLimitStyle::OpenAi))
         }
     }
 }
@@ -204,12 +205,13 @@ async fn answer_chat(
             Some(calls) => message["tool_calls"] = Value::from(calls.clone()),
             None => message["content"] = Value::from(reply.text()),
         }
-        return axum::Json(json!({
+        let resp = axum::Json(json!({
             "id": id, "object": "chat.completion", "created": created, "model": conv.model,
             "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": finish}],
             "usage": usage, "system_fingerprint": "fp_mock"
         }))
         .into_response();
+        return core::with_rate_limits(resp, &knobs, RateLimitStyle::OpenAi);
     }
     let chunk = |delta: Value, finish: Option<&str>| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": conv.model,
@@ -259,7 +261,7 @@ async fn answer_chat(
         );
     }
     events.push(SseEvent::data("[DONE]").trailer());
-    core::sse_response(events, &knobs)
+    core::with_rate_limits(core::sse_response(events, &knobs), &knobs, RateLimitStyle::OpenAi)
 }
 
 async fn completions(
@@ -283,9 +285,10 @@ async fn completions(
     let usage = json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output});
     let created = core::now();
     if parsed["stream"].as_bool() != Some(true) {
-        return axum::Json(json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
+        let resp = axum::Json(json!({"id": "cmpl-mock", "object": "text_completion", "created": created, "model": model,
             "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": "stop"}], "usage": usage}))
         .into_response();
+        return core::with_rate_limits(resp, &knobs, RateLimitStyle::OpenAi);
     }
     let mut events: Vec<SseEvent> = text
         .split_inclusive(' ')
@@ -303,7 +306,7 @@ async fn completions(
         .to_string(),
     ));
     events.push(SseEvent::data("[DONE]"));
-    core::sse_response(events, &knobs)
+    core::with_rate_limits(core::sse_response(events, &knobs), &knobs, RateLimitStyle::OpenAi)
 }
 
 async fn embeddings(
@@ -352,9 +355,10 @@ async fn answer_embeddings(
         .enumerate()
         .map(|(i, s)| json!({"object": "embedding", "index": i, "embedding": core::embedding(s, dims)}))
         .collect();
-    axum::Json(json!({"object": "list", "data": data, "model": model,
+    let resp = axum::Json(json!({"object": "list", "data": data, "model": model,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
-    .into_response()
+    .into_response();
+    core::with_rate_limits(resp, &knobs, RateLimitStyle::OpenAi)
 }
 
 async fn models() -> Response {
@@ -463,5 +467,38 @@ mod tests {
         )
         .await;
         assert_eq!(r.status, 200, "its own count: the first request succeeds");
+    }
+
+    #[tokio::test]
+    async fn every_answer_carries_openais_rate_limit_headers() {
+        let mock = MockLlm::start().await.unwrap();
+        let limits = |r: &raw::RawResponse| {
+            [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+            ]
+            .map(|name| r.header(name).map(str::to_owned))
+        };
+        let some = |v: [&str; 4]| v.map(|s| Some(s.to_owned()));
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &chat("m")).await;
+        assert_eq!(limits(&r), some(["1000", "999", "1000000", "999000"]), "by default: one request used");
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &chat("m~ratelimit_remaining=5")).await;
+        assert_eq!(limits(&r), some(["1000", "5", "1000000", "5000"]));
+        let stream = json!({"model": "m~ratelimit_remaining=2,ratelimit_limit=10", "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &stream.to_string()).await;
+        assert_eq!(limits(&r), some(["10", "2", "10000", "2000"]), "streams too");
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &chat("m~status=429")).await;
+        assert_eq!((r.status, r.header("x-ratelimit-remaining-requests")), (429, Some("0")), "a 429 is out");
+        let r = raw::post(mock.addr, "/v1/chat/completions", &[], &chat("m~ratelimit_limit=0")).await;
+        assert_eq!(limits(&r), [None, None, None, None], "0 turns them off");
+        let path = "/openai/deployments/gpt4o~ratelimit_remaining=7/chat/completions?api-version=2024-10-21";
+        let r = raw::post(mock.addr, path, &[], &chat("ignored")).await;
+        assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("7"), "Azure's routes");
+        let embed = json!({"model": "e~ratelimit_remaining=1", "input": "hi"}).to_string();
+        let r = raw::post(mock.addr, "/v1/embeddings", &[], &embed).await;
+        assert_eq!(r.header("x-ratelimit-remaining-requests"), Some("1"), "embeddings");
     }
 }

@@ -51,6 +51,9 @@ pub struct KeyPrincipal {
     pub role: MemberRole,
     pub scopes: Vec<KeyScope>,
     pub allowed_models: Option<Vec<String>>,
+    /// The key's own deployment-tag restriction (empty: none); routing applies it on top of
+    /// the tenant's `policy.allowed_tags`.
+    pub allowed_tags: Vec<String>,
     pub policy: TenantPolicy,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
@@ -76,6 +79,7 @@ impl From<KeyAuth> for KeyPrincipal {
             role: k.role,
             scopes: k.scopes,
             allowed_models: k.allowed_models,
+            allowed_tags: k.allowed_tags,
             policy: k.tenant_policy,
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,

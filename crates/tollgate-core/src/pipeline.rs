@@ -93,6 +93,8 @@ pub struct Served<T> {
     pub route: Arc<ModelRoute>,
     /// Upstream attempts made, this one included.
     pub attempts: u32,
+    /// A hedged second call was started on another deployment (`hedge_after`).
+    pub hedged: bool,
     /// Counts the answer in its deployment's in-flight requests until it is dropped.
     pub in_flight: Option<crate::routing::InFlight>,
     /// The caller's tightest request and token limits (`x-ratelimit-*`).
@@ -209,7 +211,10 @@ impl Gateway {
                 })
                 .await;
             return match result {
-                Ok(Served { value: opened, deployment, route: served, attempts, in_flight, .. }) => {
+                Ok(Served {
+                    value: opened, deployment, route: served, attempts, hedged, in_flight, ..
+                }) => {
+                    meter.note_hedged(hedged);
                     let metered = Box::new(MeteredStream::new(
                         meter,
                         &served,
@@ -224,6 +229,7 @@ impl Gateway {
                         deployment,
                         route: served,
                         attempts,
+                        hedged,
                         in_flight: None,
                         rate_limits,
                     }))
@@ -239,6 +245,7 @@ impl Gateway {
             .await;
         match result {
             Ok(served) => {
+                meter.note_hedged(served.hedged);
                 meter.answered(
                     &served.route.alias,
                     &served.deployment,
@@ -271,6 +278,7 @@ impl Gateway {
             Ok(served) => {
                 let u = served.value.usage;
                 let usage = Usage::new(u.prompt_tokens, 0, None);
+                meter.note_hedged(served.hedged);
                 meter.answered(
                     &served.route.alias,
                     &served.deployment,
@@ -301,6 +309,7 @@ impl Gateway {
             .await
             .map(|s| {
                 // Legacy completion streams are passed through unmetered for tokens.
+                meter.note_hedged(s.hedged);
                 meter.answered(&s.route.alias, &s.deployment, &Answer::ok(None, s.attempts));
                 CompletionOutcome::Stream(Served { rate_limits: rate_limits.clone(), ..s })
             })
@@ -311,6 +320,7 @@ impl Gateway {
             })
             .await
             .map(|s| {
+                meter.note_hedged(s.hedged);
                 meter.answered(
                     &s.route.alias,
                     &s.deployment,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use tokio::time::{Instant, timeout_at};
-use tollgate_types::ports::{CallCtx, ProviderError, ProviderErrorKind, parse_retry_after};
+use tollgate_types::ports::{CallCtx, ProviderError, ProviderErrorKind, QuotaCell, parse_retry_after};
 
 /// Upstream error bodies longer than this are cut before their message is extracted.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -31,11 +31,13 @@ impl Deadlines {
 
 /// Sends the request and waits for the response headers. A non-success status becomes a
 /// classified [`ProviderError`] carrying the upstream's own message (via `error_message`) and
-/// `Retry-After`.
+/// `Retry-After`. Whatever the status, the upstream's rate-limit headers go into `quota` (the
+/// call's [`CallCtx::quota`]) for usage-based routing.
 pub async fn send(
     provider: &'static str,
     request: reqwest::RequestBuilder,
     deadlines: Deadlines,
+    quota: &QuotaCell,
     error_message: ErrorMessageFn,
 ) -> Result<reqwest::Response, ProviderError> {
     let response = match timeout_at(deadlines.first_byte, request.send()).await {
@@ -43,6 +45,7 @@ pub async fn send(
         Ok(Err(e)) => return Err(transport_error(provider, &e)),
         Ok(Ok(r)) => r,
     };
+    quota.observe(response.headers());
     let status = response.status();
     if status.is_success() {
         return Ok(response);

@@ -13,7 +13,7 @@ use mock_llm::{Knobs, MockLlm};
 use serde_json::{Value, json};
 use tollgate_providers::anthropic::AnthropicAdapter;
 use tollgate_providers::{Credential, ProviderSettings};
-use tollgate_types::ports::{CallCtx, ProviderAdapter, ProviderError, ProviderErrorKind};
+use tollgate_types::ports::{CallCtx, ProviderAdapter, ProviderError, ProviderErrorKind, ProviderQuota};
 use tollgate_types::{ChatChunk, ChatRequest, FinishReason, ToolKind};
 
 mod common;
@@ -233,6 +233,19 @@ async fn rate_limit_carries_retry_after() {
     assert_eq!(err.retry_after, Some(Duration::from_secs(3)));
     assert_eq!(err.message, "mock error 429");
     assert!(err.retryable());
+}
+
+#[tokio::test]
+async fn anthropics_rate_limit_headers_reach_the_call_context() {
+    let mock = MockLlm::start().await.unwrap();
+    let c = call("claude~ratelimit_limit=50,ratelimit_remaining=10");
+    adapter(&mock).chat(&user("hi"), &c).await.unwrap();
+    // The tightest token limit: the mock's output tokens (10000 of 50000 / 5), the same share.
+    let expected = ProviderQuota { requests: Some((10, 50)), tokens: Some((10_000, 50_000)) };
+    assert_eq!(c.quota.take(), Some(expected));
+    let c = call("claude~status=429,ratelimit_limit=50");
+    assert_eq!(adapter(&mock).chat(&user("hi"), &c).await.unwrap_err().kind, ProviderErrorKind::RateLimited);
+    assert_eq!(c.quota.take().and_then(|q| q.requests), Some((0, 50)));
 }
 
 #[tokio::test]

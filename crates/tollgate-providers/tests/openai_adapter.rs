@@ -10,7 +10,7 @@ use mock_llm::MockLlm;
 use serde_json::json;
 use tollgate_providers::openai::{Flavor, OpenAiAdapter};
 use tollgate_types::ChatRequest;
-use tollgate_types::ports::{ProviderAdapter, ProviderError, ProviderErrorKind};
+use tollgate_types::ports::{ProviderAdapter, ProviderError, ProviderErrorKind, ProviderQuota};
 
 mod common;
 
@@ -79,4 +79,26 @@ async fn other_failures_classify_as_before() {
     assert_eq!(stream.kind, ProviderErrorKind::BadRequest);
     let [chat, _] = errors(Flavor::OpenAiCompatible, "m~fail_every=1,status=503").await;
     assert_eq!(chat.kind, ProviderErrorKind::Overloaded);
+}
+
+#[tokio::test]
+async fn the_upstreams_rate_limit_headers_reach_the_call_context() {
+    let mock = MockLlm::start().await.unwrap();
+    for flavor in [Flavor::OpenAi, Flavor::Azure, Flavor::OpenAiCompatible] {
+        let a = adapter(&mock, flavor);
+        let c = call("m~ratelimit_remaining=5,ratelimit_limit=100");
+        a.chat(&user("hi"), &c).await.unwrap();
+        let expected = ProviderQuota { requests: Some((5, 100)), tokens: Some((5000, 100_000)) };
+        assert_eq!(c.quota.take(), Some(expected), "{flavor:?}");
+        let _stream = a.chat_stream(&user("hi"), &c).await.unwrap();
+        assert_eq!(c.quota.take(), Some(expected), "{flavor:?}: streams, at the headers");
+        // An error answer reports its quota too: a 429 is out of it.
+        let c = call("m~status=429,ratelimit_limit=100");
+        assert_eq!(a.chat(&user("hi"), &c).await.unwrap_err().kind, ProviderErrorKind::RateLimited);
+        let out = ProviderQuota { requests: Some((0, 100)), tokens: Some((0, 100_000)) };
+        assert_eq!(c.quota.take(), Some(out), "{flavor:?}");
+    }
+    let c = call("m~ratelimit_limit=0");
+    adapter(&mock, Flavor::OpenAi).chat(&user("hi"), &c).await.unwrap();
+    assert_eq!(c.quota.take(), None, "no headers, no reading");
 }

@@ -29,6 +29,10 @@ pub const MAX_MASKED_CHARS: usize = 64;
 pub const MAX_MODEL_CHARS: usize = 200;
 /// Most entries in `allowed_models`.
 pub const MAX_MODELS: usize = 1000;
+/// Longest accepted deployment tag in a key's `allowed_tags`, in characters.
+pub const MAX_TAG_CHARS: usize = 64;
+/// Most entries in a key's `allowed_tags`.
+pub const MAX_TAGS: usize = 256;
 /// Largest accepted key metadata, serialized as JSON, in bytes.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 /// Largest accepted limits or pricing policy, serialized as JSON, in bytes (the admin API's own
@@ -93,6 +97,22 @@ pub fn allowed_models(value: Option<Vec<String>>) -> Result<Option<Vec<String>>,
         .map(|m| bounded_text("allowed_models", &m, 1, MAX_MODEL_CHARS))
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+/// Deployment tags: each 1-64 characters without control characters, at most 256 of them;
+/// returned sorted and without duplicates (the order carries no meaning). The tag alphabet is
+/// the admin service's to check.
+pub fn allowed_tags(value: Vec<String>) -> Result<Vec<String>, StoreError> {
+    if value.len() > MAX_TAGS {
+        return Err(invalid(format!("allowed_tags: at most {MAX_TAGS} entries")));
+    }
+    let mut tags = value
+        .into_iter()
+        .map(|t| bounded_text("allowed_tags", &t, 1, MAX_TAG_CHARS))
+        .collect::<Result<Vec<_>, _>>()?;
+    tags.sort_unstable();
+    tags.dedup();
+    Ok(tags)
 }
 
 /// Key metadata: at most 16 KiB once serialized.
@@ -190,6 +210,7 @@ pub fn new_key(new: NewKey) -> Result<NewKey, StoreError> {
         hash: new.hash,
         scopes: scopes(new.scopes)?,
         allowed_models: allowed_models(new.allowed_models)?,
+        allowed_tags: allowed_tags(new.allowed_tags)?,
         metadata: metadata(new.metadata)?,
         expires_at: new.expires_at.map(micros),
         limits: optional_limits(new.limits)?,
@@ -200,6 +221,7 @@ pub fn key_patch(patch: KeyPatch) -> Result<KeyPatch, StoreError> {
     Ok(KeyPatch {
         name: patch.name.map(|n| name("name", &n)).transpose()?,
         allowed_models: patch.allowed_models.map(allowed_models).transpose()?,
+        allowed_tags: patch.allowed_tags.map(allowed_tags).transpose()?,
         metadata: patch.metadata.map(metadata).transpose()?,
         expires_at: patch.expires_at.map(|e| e.map(micros)),
     })
@@ -251,5 +273,14 @@ mod tests {
         assert_eq!(allowed_models(None).unwrap(), None);
         assert!(scopes(vec![]).is_err());
         assert_eq!(scopes(vec![KeyScope::Admin, KeyScope::Admin]).unwrap(), vec![KeyScope::Admin]);
+    }
+
+    #[test]
+    fn tags_are_bounded_sorted_and_deduplicated() {
+        assert!(allowed_tags(vec![String::new()]).is_err());
+        assert!(allowed_tags(vec!["x".repeat(65)]).is_err());
+        assert!(allowed_tags(vec!["t".into(); MAX_TAGS + 1]).is_err());
+        assert_eq!(allowed_tags(vec![]).unwrap(), Vec::<String>::new());
+        assert_eq!(allowed_tags(vec!["us".into(), "eu".into(), "us".into()]).unwrap(), ["eu", "us"]);
     }
 }

@@ -211,6 +211,10 @@ pub struct ApiKey {
     pub scopes: Vec<KeyScope>,
     /// Model aliases the key may call; `None` means every model.
     pub allowed_models: Option<Vec<String>>,
+    /// Only deployments carrying one of these tags serve this key (e.g. `eu`); empty: any the
+    /// tenant may use. Narrows the tenant's `allowed_tags`, never widens them.
+    #[serde(default)]
+    pub allowed_tags: Vec<String>,
     pub metadata: JsonMap,
     /// Limits on the key's requests.
     #[serde(default)]
@@ -239,6 +243,8 @@ pub struct KeyAuth {
     pub role: MemberRole,
     pub scopes: Vec<KeyScope>,
     pub allowed_models: Option<Vec<String>>,
+    /// The key's own tag restriction (empty: none), on top of the tenant policy's.
+    pub allowed_tags: Vec<String>,
     pub expires_at: Option<OffsetDateTime>,
     pub revoked_at: Option<OffsetDateTime>,
     pub tenant_policy: TenantPolicy,

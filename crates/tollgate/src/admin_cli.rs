@@ -152,6 +152,10 @@ pub enum KeysCmd {
         /// Model aliases the key may call (repeatable; default all).
         #[arg(long = "model")]
         models: Vec<String>,
+        /// Deployment tags the key is restricted to, e.g. eu (repeatable; default none: any
+        /// deployment the tenant may use).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
         /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
         #[arg(long)]
         expires_at: Option<String>,
@@ -339,7 +343,7 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
             }
         },
         AdminCmd::Keys(cmd) => match cmd {
-            KeysCmd::Create { tenant, project, owner, name, scopes, models, expires_at } => {
+            KeysCmd::Create { tenant, project, owner, name, scopes, models, tags, expires_at } => {
                 let scopes = scopes.iter().map(|s| parse_scope(s)).collect::<anyhow::Result<Vec<_>>>()?;
                 let expires_at = expires_at
                     .map(|e| time::OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339))
@@ -351,6 +355,7 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
                     name,
                     scopes: (!scopes.is_empty()).then_some(scopes),
                     allowed_models: (!models.is_empty()).then_some(models),
+                    allowed_tags: tags,
                     metadata: JsonMap::new(),
                     expires_at,
                     limits: None,

@@ -88,6 +88,7 @@ pub async fn bootstrap(
         name: "bootstrap".to_owned(),
         scopes: Some(vec![KeyScope::Inference, KeyScope::Admin]),
         allowed_models: None,
+        allowed_tags: Vec::new(),
         metadata: JsonMap::new(),
         expires_at: None,
         limits: None,

@@ -12,7 +12,7 @@ mod support;
 
 use support::{Gateway, TempDir, chat_status, cli, cli_json};
 
-const CONFIG: &str = "store: { url: \"sqlite://tollgate.db\" }\nproviders: { echo: { kind: echo } }\nmodels: { echo: { deployments: [ { provider: echo, model: echo-1 } ] } }\n";
+const CONFIG: &str = "store: { url: \"sqlite://tollgate.db\" }\nproviders: { echo: { kind: echo } }\nmodels: { echo: { deployments: [ { provider: echo, model: echo-1, tags: [eu] } ] } }\n";
 
 #[tokio::test]
 async fn cli_manages_tenants_projects_members_and_keys() {
@@ -46,10 +46,13 @@ async fn cli_manages_tenants_projects_members_and_keys() {
             "ci",
             "--model",
             "echo",
+            "--tag",
+            "eu",
         ],
     );
     let secret = created["secret"].as_str().unwrap().to_owned();
     assert_eq!(created["key"]["allowed_models"], serde_json::json!(["echo"]));
+    assert_eq!(created["key"]["allowed_tags"], serde_json::json!(["eu"]));
     let keys = cli_json(&config, &["keys", "list", "--tenant", &tenant]);
     assert_eq!(keys["data"].as_array().unwrap().len(), 2);
     assert!(!keys.to_string().contains(&secret), "a listed key must not carry its secret");

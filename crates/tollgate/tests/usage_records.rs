@@ -218,7 +218,7 @@ async fn a_request_served_by_a_fallback_alias_records_the_serving_alias_and_its_
     let config = dir.write(
         "tollgate.yaml",
         &format!(
-            "store: {{ url: \"sqlite://tollgate.db\" }}\nproviders:\n  up: {{ kind: openai_compatible, base_url: \"{}/v1\" }}\nmodels:\n  primary:\n    deployments: [ {{ provider: up, model: \"m~status=500\" }} ]\n    routing: {{ fallbacks: [backup], max_attempts: 2 }}\n  backup: {{ deployments: [ {{ provider: up, model: m }} ] }}\n",
+            "store: {{ url: \"sqlite://tollgate.db\" }}\nproviders:\n  up: {{ kind: openai_compatible, base_url: \"{}/v1\" }}\nmodels:\n  primary:\n    deployments: [ {{ provider: up, model: \"m~status=500\" }} ]\n    routing: {{ fallbacks: [backup], max_attempts: 2 }}\n  backup: {{ deployments: [ {{ provider: up, model: m }} ] }}\n  hedged:\n    routing: {{ strategy: ordered, hedge_after: 50ms }}\n    deployments: [ {{ provider: up, model: \"m~latency_ms=2000\", name: slow }}, {{ provider: up, model: m, name: quick }} ]\n",
             mock.base_url()
         ),
     );
@@ -226,8 +226,14 @@ async fn a_request_served_by_a_fallback_alias_records_the_serving_alias_and_its_
     let gw = Gateway::start(&config);
     let http = reqwest::Client::new();
     let msg = serde_json::json!([{"role": "user", "content": "hello"}]);
-    for (id, stream) in [("r-fallback", false), ("r-fallback-stream", true), ("r-direct", false)] {
-        let model = if id == "r-direct" { "backup" } else { "primary" };
+    for (id, stream) in
+        [("r-fallback", false), ("r-fallback-stream", true), ("r-direct", false), ("r-hedged", false)]
+    {
+        let model = match id {
+            "r-direct" => "backup",
+            "r-hedged" => "hedged",
+            _ => "primary",
+        };
         let resp = http
             .post(gw.url("/v1/chat/completions"))
             .bearer_auth(&key)
@@ -238,7 +244,8 @@ async fn a_request_served_by_a_fallback_alias_records_the_serving_alias_and_its_
             .unwrap();
         assert_eq!(resp.status(), 200, "{id}");
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-        assert_eq!(header("x-tollgate-model").as_deref(), Some("backup"), "{id}");
+        let alias = if id == "r-hedged" { "hedged" } else { "backup" };
+        assert_eq!(header("x-tollgate-model").as_deref(), Some(alias), "{id}");
         let attempts = if id == "r-direct" { "1" } else { "2" };
         assert_eq!(header("x-tollgate-attempts").as_deref(), Some(attempts), "{id}");
         resp.bytes().await.unwrap();
@@ -255,7 +262,7 @@ async fn a_request_served_by_a_fallback_alias_records_the_serving_alias_and_its_
         .fetch_all(&mut db)
         .await
         .unwrap();
-        if rows.len() == 3 {
+        if rows.len() == 4 {
             break rows;
         }
         assert!(tokio::time::Instant::now() < deadline, "records were not written: {}", rows.len());
@@ -283,4 +290,7 @@ async fn a_request_served_by_a_fallback_alias_records_the_serving_alias_and_its_
     assert_eq!(by_id("r-fallback-stream"), served("primary", Some("backup"), 2));
     // The requested alias answered: no `served_model`.
     assert_eq!(by_id("r-direct"), served("backup", None, 1));
+    // The slow first deployment had not answered after 50ms: the hedge on `quick` answered.
+    let hedged = by_id("r-hedged");
+    assert_eq!(hedged, (200, "hedged".to_owned(), Some("quick".to_owned()), None, 2, true));
 }

@@ -30,6 +30,9 @@ pub struct CreateKey {
     /// Default: `[inference]`.
     pub scopes: Option<Vec<KeyScope>>,
     pub allowed_models: Option<Vec<String>>,
+    /// Deployment tags the key is restricted to (empty: whatever the tenant may use). Only
+    /// narrows: a request must match the tenant's allowed tags and these.
+    pub allowed_tags: Vec<String>,
     pub metadata: JsonMap,
     pub expires_at: Option<OffsetDateTime>,
     /// The key's limits from the start; setting any needs the admin role (as
@@ -73,6 +76,7 @@ impl AdminService {
         }
         let name = validate::name("name", &req.name)?;
         let allowed_models = validate::allowed_models(req.allowed_models)?;
+        let allowed_tags = validate::allowed_tags("allowed_tags", req.allowed_tags)?;
         validate::metadata(&req.metadata)?;
         let expires_at = validate::expires_at(req.expires_at)?;
         let limits = req.limits.map(|l| validate::limits("limits", l)).transpose()?;
@@ -95,6 +99,7 @@ impl AdminService {
             hash: generated.hash,
             scopes,
             allowed_models,
+            allowed_tags,
             metadata: req.metadata,
             expires_at,
             limits,
@@ -174,6 +179,10 @@ impl AdminService {
         let patch = KeyPatch {
             name: validate::optional_name("name", patch.name)?,
             allowed_models: patch.allowed_models.map(validate::allowed_models).transpose()?,
+            allowed_tags: patch
+                .allowed_tags
+                .map(|t| validate::allowed_tags("allowed_tags", t))
+                .transpose()?,
             metadata: patch.metadata.map(|m| validate::metadata(&m).map(|()| m)).transpose()?,
             expires_at: patch.expires_at.map(validate::expires_at).transpose()?,
         };
@@ -195,7 +204,7 @@ impl AdminService {
         Ok(key)
     }
 
-    /// A new secret for the same project, owner, name, scopes, models, metadata, limits and expiry;
+    /// A new secret for the same project, owner, name, scopes, models, tags, metadata, limits and expiry;
     /// the old key is revoked in the same transaction.
     pub async fn rotate_key(
         &self,
@@ -224,6 +233,7 @@ impl AdminService {
             hash: generated.hash,
             scopes: old.scopes,
             allowed_models: old.allowed_models,
+            allowed_tags: old.allowed_tags,
             metadata: old.metadata,
             expires_at: old.expires_at,
             limits: Some(old.limits),

@@ -133,6 +133,7 @@ mod tests {
             role,
             scopes: vec![KeyScope::Admin],
             allowed_models: None,
+            allowed_tags: Vec::new(),
             policy: TenantPolicy::default(),
             expires_at: None,
             revoked_at: None,

@@ -18,6 +18,8 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 pub const MAX_ALLOWED_MODELS: usize = 100;
 /// Longest model alias in `allowed_models`, in characters.
 pub const MAX_MODEL_CHARS: usize = 200;
+/// Most entries in a tenant's or a key's `allowed_tags`.
+pub const MAX_ALLOWED_TAGS: usize = 32;
 /// Most per-model entries in a limits policy.
 pub const MAX_LIMIT_MODELS: usize = 100;
 /// Most price entries in a tenant's pricing.
@@ -50,23 +52,34 @@ pub fn optional_name(field: &str, value: Option<String>) -> Result<Option<String
     value.map(|v| name(field, &v)).transpose()
 }
 
-/// Key metadata: at most 16 KiB as JSON.
-/// A tenant policy: its allowed tags use the tag alphabet of the config (at most 32).
+/// A tenant policy: its allowed tags as [`allowed_tags`] checks them.
 pub fn policy(mut policy: TenantPolicy) -> Result<TenantPolicy, GatewayError> {
-    if policy.allowed_tags.len() > 32 {
-        return Err(GatewayError::invalid_field("policy.allowed_tags", "at most 32 tags"));
-    }
-    if let Some(bad) = policy.allowed_tags.iter().find(|t| !crate::config::valid_tag(t)) {
-        return Err(GatewayError::invalid_field(
-            "policy.allowed_tags",
-            format!("{bad:?}: use 1-64 letters, digits, '-', '_', '.' or ':'"),
-        ));
-    }
-    policy.allowed_tags.sort_unstable();
-    policy.allowed_tags.dedup();
+    policy.allowed_tags = allowed_tags("policy.allowed_tags", policy.allowed_tags)?;
     Ok(policy)
 }
 
+/// Deployment tags a tenant or a key is restricted to (empty: no restriction): at most 32,
+/// each in the tag alphabet of the config. Returned sorted and without duplicates. `field`
+/// names the list (`policy.allowed_tags`, `allowed_tags`); a bad tag's error names its index.
+pub fn allowed_tags(field: &str, mut tags: Vec<String>) -> Result<Vec<String>, GatewayError> {
+    if tags.len() > MAX_ALLOWED_TAGS {
+        return Err(GatewayError::invalid_field(
+            field,
+            format!("at most {MAX_ALLOWED_TAGS} tags (got {})", tags.len()),
+        ));
+    }
+    if let Some((i, bad)) = tags.iter().enumerate().find(|(_, t)| !crate::config::valid_tag(t)) {
+        return Err(GatewayError::invalid_field(
+            &format!("{field}[{i}]"),
+            format!("{bad:?}: use 1-64 letters, digits, '-', '_', '.' or ':'"),
+        ));
+    }
+    tags.sort_unstable();
+    tags.dedup();
+    Ok(tags)
+}
+
+/// Key metadata: at most 16 KiB as JSON.
 pub fn metadata(value: &JsonMap) -> Result<(), GatewayError> {
     let size = serde_json::to_vec(value).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_METADATA_BYTES {
@@ -286,6 +299,20 @@ mod tests {
         assert!(secret("").is_err());
         assert!(secret("sk-abc\n").is_err());
         assert!(secret("sk-abc").is_ok());
+    }
+
+    #[test]
+    fn tags_are_checked_sorted_and_deduplicated_for_tenants_and_keys() {
+        let tags = |v: &[&str]| v.iter().map(|t| (*t).to_owned()).collect::<Vec<_>>();
+        assert_eq!(allowed_tags("allowed_tags", tags(&["us", "eu", "us"])).unwrap(), ["eu", "us"]);
+        assert_eq!(allowed_tags("allowed_tags", vec![]).unwrap(), Vec::<String>::new());
+        let e = allowed_tags("allowed_tags", tags(&["eu", "e u"])).unwrap_err();
+        assert_eq!((e.status(), e.param.as_deref()), (400, Some("allowed_tags[1]")));
+        let many: Vec<String> = (0..=MAX_ALLOWED_TAGS).map(|i| format!("t{i}")).collect();
+        assert_eq!(allowed_tags("allowed_tags", many).unwrap_err().param.as_deref(), Some("allowed_tags"));
+        // The tenant's policy goes through the same check, under its own field path.
+        let bad = TenantPolicy { allowed_tags: tags(&[""]), ..TenantPolicy::default() };
+        assert_eq!(super::policy(bad).unwrap_err().param.as_deref(), Some("policy.allowed_tags[0]"));
     }
 
     fn policy(json: serde_json::Value) -> LimitPolicy {

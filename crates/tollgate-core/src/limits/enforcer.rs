@@ -97,8 +97,9 @@ pub struct Charge {
     /// The plan whose reservations were charged (`None`: nothing was, e.g. a fail-open
     /// admission while the limiter was down).
     plan: Option<Arc<Plan>>,
-    /// The plan of the deployment currently serving the request, once charged.
-    deployment: Mutex<Option<Arc<Plan>>>,
+    /// The plans of the deployments charged for this request's attempts still running (by
+    /// deployment index): one, or two while a hedged attempt races the first.
+    deployments: Mutex<Vec<(usize, Arc<Plan>)>>,
     settled: AtomicBool,
     pub headers: RateLimitHeaders,
 }
@@ -199,7 +200,7 @@ impl Enforcer {
             Ok(admission) => {
                 let mut room = Headroom::default();
                 if !admission.degraded {
-                    *charge.deployment.lock() = Some(d.limit_plan.clone());
+                    charge.deployments.lock().push((d.index, d.limit_plan.clone()));
                     for (i, status) in admission.limits.iter().enumerate() {
                         let left = Some((status.remaining, status.limit));
                         match reservations[i].kind {
@@ -352,7 +353,7 @@ impl Charge {
             enforcer,
             estimate,
             plan: None,
-            deployment: Mutex::new(None),
+            deployments: Mutex::new(Vec::new()),
             settled: AtomicBool::new(false),
             headers: RateLimitHeaders::default(),
         }
@@ -371,26 +372,41 @@ impl Charge {
         }
         let tokens = delta(tokens, self.estimate.tokens);
         let cost = delta(cost.unwrap_or(0), self.estimate.cost);
-        let deployment = self.deployment.lock().take();
-        self.correct(tokens, cost, deployment, tokens);
+        let deployments = std::mem::take(&mut *self.deployments.lock());
+        self.correct(tokens, cost, deployments, tokens);
     }
 
-    /// An attempt on the current deployment failed: give its tokens and slot back.
-    pub fn release_deployment(&self) {
-        let Some(plan) = self.deployment.lock().take() else { return };
+    /// An attempt on deployment `index` failed: give its tokens and slot back.
+    pub fn release_deployment(&self, index: usize) {
+        self.give_back(index, delta(0, self.estimate.tokens));
+    }
+
+    /// An attempt on deployment `index` was cancelled (it lost a hedged race): its slot is
+    /// released, its request and token reservations stay, since the upstream may have counted
+    /// the call against its quota.
+    pub fn cancel_deployment(&self, index: usize) {
+        self.give_back(index, 0);
+    }
+
+    fn give_back(&self, index: usize, tokens: i64) {
+        let plan = {
+            let mut held = self.deployments.lock();
+            let Some(at) = held.iter().position(|(i, _)| *i == index) else { return };
+            held.swap_remove(at).1
+        };
         let mut adjustments = Vec::new();
-        plan.adjustments(delta(0, self.estimate.tokens), 0, &mut adjustments);
+        plan.adjustments(tokens, 0, &mut adjustments);
         self.send(adjustments);
     }
 
     /// Sends the corrections of the request's plan (`tokens`, `cost`) and of the deployment
-    /// plan that served it (`deployment_tokens`); slots are released in both.
-    fn correct(&self, tokens: i64, cost: i64, deployment: Option<Arc<Plan>>, deployment_tokens: i64) {
+    /// plans still held (`deployment_tokens`); slots are released in all.
+    fn correct(&self, tokens: i64, cost: i64, deployments: Vec<(usize, Arc<Plan>)>, deployment_tokens: i64) {
         let mut adjustments = Vec::new();
         if let Some(plan) = &self.plan {
             plan.adjustments(tokens, cost, &mut adjustments);
         }
-        if let Some(plan) = deployment {
+        for (_, plan) in deployments {
             plan.adjustments(deployment_tokens, 0, &mut adjustments);
         }
         self.send(adjustments);
@@ -412,8 +428,8 @@ impl Drop for Charge {
         if self.settled.swap(true, Ordering::AcqRel) {
             return;
         }
-        let deployment = self.deployment.lock().take();
-        self.correct(0, 0, deployment, 0);
+        let deployments = std::mem::take(&mut *self.deployments.lock());
+        self.correct(0, 0, deployments, 0);
     }
 }
 
@@ -542,7 +558,71 @@ impl SettleWorker {
 
 #[cfg(test)]
 mod tests {
+    use tollgate_types::limits::RateLimits;
+    use tollgate_types::ports::SystemClock;
+
     use super::*;
+    use crate::limits::MemoryRateLimiter;
+
+    /// What a deployment plan's counters hold: (requests, tokens, slots) in use.
+    async fn used(limiter: &MemoryRateLimiter, plan: &Plan) -> (u64, u64, u64) {
+        // A zero-amount reservation reads the counters without charging them.
+        let probe = plan.reservations(Estimate { tokens: 0, cost: 0 });
+        let probe: Vec<_> = probe.into_iter().map(|r| Reservation { amount: 0, ..r }).collect();
+        let a = limiter.reserve(&probe).await.unwrap();
+        let used = |i: usize| a.limits[i].limit - a.limits[i].remaining;
+        (used(0), used(1), used(2))
+    }
+
+    #[tokio::test]
+    async fn a_hedged_request_holds_two_deployments_and_gives_each_back_its_own_way() {
+        let limiter = Arc::new(MemoryRateLimiter::new(Arc::new(SystemClock)));
+        let limits_config = LimitsConfig {
+            backend: crate::config::LimiterBackend::Memory,
+            on_backend_failure: crate::limits::FailurePolicy::Closed,
+            timeout: Duration::from_millis(50),
+            default_max_output_tokens: 100,
+            defaults: LimitDefaults::default(),
+        };
+        let budgets = BudgetsConfig {
+            alert_at_percent: Vec::new(),
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_timeout: Duration::from_secs(1),
+        };
+        let (enforcer, _worker) =
+            Enforcer::new(limiter.clone(), &limits_config, &budgets, None, Arc::new(SystemClock));
+        let limits = RateLimits { rpm: Some(100), tpm: Some(10_000), max_concurrent: Some(5) };
+        let (first, hedge) = (
+            Arc::new(Plan::for_deployment("first", limits)),
+            Arc::new(Plan::for_deployment("hedge", limits)),
+        );
+        let estimate = Estimate { tokens: 300, cost: 0 };
+        let charge = Charge::new(Some(enforcer), estimate);
+        for (index, plan) in [(1, &first), (2, &hedge)] {
+            limiter.reserve(&plan.reservations(estimate)).await.unwrap();
+            charge.deployments.lock().push((index, plan.clone()));
+        }
+        assert_eq!(used(&limiter, &first).await, (1, 300, 1));
+
+        // The loser of the race: its slot comes back, its request and tokens stay counted.
+        charge.cancel_deployment(1);
+        assert_eq!(used(&limiter, &first).await, (1, 300, 0));
+        charge.cancel_deployment(1);
+        assert_eq!(used(&limiter, &first).await, (1, 300, 0), "given back once only");
+
+        // The winner settles with its real tokens.
+        charge.settle(120, None);
+        assert_eq!(used(&limiter, &hedge).await, (1, 120, 0));
+
+        // A failed attempt gives everything but the request back.
+        let third = Arc::new(Plan::for_deployment("third", limits));
+        let charge = Charge::new(charge.enforcer.clone(), estimate);
+        limiter.reserve(&third.reservations(estimate)).await.unwrap();
+        charge.deployments.lock().push((3, third.clone()));
+        charge.release_deployment(3);
+        assert_eq!(used(&limiter, &third).await, (1, 0, 0));
+    }
 
     #[test]
     fn reset_text_follows_openai_style() {

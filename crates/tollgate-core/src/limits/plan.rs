@@ -301,6 +301,7 @@ mod tests {
             role: MemberRole::Owner,
             scopes: vec![KeyScope::Inference],
             allowed_models: None,
+            allowed_tags: Vec::new(),
             policy: TenantPolicy::default(),
             expires_at: None,
             revoked_at: None,

@@ -36,6 +36,8 @@ pub(crate) struct Meter {
     charge: Charge,
     /// Set once the request is settled; a meter dropped unsettled records an abandoned request.
     done: AtomicBool,
+    /// The answer came from a hedged attempt (two deployments were called).
+    hedged: bool,
 }
 
 /// How an answered request went.
@@ -83,12 +85,18 @@ impl Meter {
             pricer,
             charge: Charge::none(),
             done: AtomicBool::new(false),
+            hedged: false,
         }
     }
 
     /// Hands the meter what admission reserved, to settle when the request ends.
     pub(crate) fn attach(&mut self, charge: Charge) {
         self.charge = charge;
+    }
+
+    /// Records whether the answer came from a hedged attempt ([`super::Served::hedged`]).
+    pub(crate) fn note_hedged(&mut self, hedged: bool) {
+        self.hedged = hedged;
     }
 
     pub(crate) fn charge(&self) -> &Charge {
@@ -233,8 +241,7 @@ impl Meter {
             metadata: self.metadata.clone(),
             served_model: served_model.map(str::to_owned),
             attempts: answer.attempts,
-            // Request hedging is not implemented yet.
-            hedged: false,
+            hedged: self.hedged,
         });
     }
 }

@@ -16,15 +16,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tollgate_types::ports::{CallCtx, ProviderAdapter, ProviderError, ProviderErrorKind};
+use tollgate_types::ports::{CallCtx, ProviderAdapter, ProviderError, ProviderErrorKind, QuotaCell};
 use tollgate_types::{Attempt, ErrorKind, GatewayError};
 
 use super::{Call, Gateway, RequestCtx, Served};
 use crate::auth::Principal;
+use crate::byok::CredentialSet;
 use crate::limits::{Charge, Headroom, RateLimitHeaders};
 use crate::metrics;
 use crate::registry::{Deployment, ModelRoute};
-use crate::routing::{Availability, Candidate, Outcome, Strategy, note_breaker};
+use crate::routing::{Availability, Candidate, InFlight, Outcome, Strategy, note_breaker};
 
 /// Longest a request waits for a deployment to come out of its cooldown or open breaker when
 /// every deployment is unavailable; beyond it the request fails at once with Retry-After.
@@ -140,13 +141,13 @@ impl Gateway {
                 .or(defaults.deadline)
                 .map(|d| ctx.started + d),
         };
-        let allowed_tags = allowed_tags(&ctx.principal);
+        let (tenant_tags, key_tags) = allowed_tags(&ctx.principal);
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut byok_missing: Vec<String> = Vec::new();
         // Deployments this request must not try again (bad credential, prompt too long).
         let mut spent: HashSet<usize> = HashSet::new();
         let mut too_long = false;
-        // Deployments left out by the request's tags, and by the tenant's allowed tags.
+        // Deployments left out by the request's tags, and by the tenant's or the key's allowed tags.
         let mut untagged = Untagged::default();
         let mut round = 0u32;
         loop {
@@ -177,8 +178,13 @@ impl Gateway {
                         untagged.by_request = true;
                         continue;
                     }
-                    if !allowed_tags_match(d, allowed_tags) {
+                    // Both restrictions hold: the key's narrows the tenant's, never widens it.
+                    if !allowed_tags_match(d, tenant_tags) {
                         untagged.by_tenant = true;
+                        continue;
+                    }
+                    if !allowed_tags_match(d, key_tags) {
+                        untagged.by_key = true;
                         continue;
                     }
                     untagged.any_matched = true;
@@ -197,141 +203,129 @@ impl Gateway {
                     }
                     continue;
                 }
-                let order = alias.selector.order(&candidates, &mut rand::rng());
-                for slot in order {
+                let mut order = alias.selector.order(&candidates, &mut rand::rng());
+                let mut next = 0;
+                while next < order.len() {
+                    let slot = order[next];
+                    next += 1;
                     let Some(d) = alias.deployments.get(slot) else { continue };
-                    let adapter = match &tenant {
-                        None => d.adapter.clone(),
-                        Some((set, byok_only)) => match set.get(&d.provider) {
-                            Some(credential) => self.registry.adapter_with(d, credential),
-                            None if *byok_only => {
-                                byok_missing.push(d.provider.clone());
-                                spent.insert(d.index);
-                                continue;
-                            }
-                            None => d.adapter.clone(),
-                        },
+                    let Some(adapter) = self.adapter_for(&tenant, d) else {
+                        byok_missing.push(d.provider.clone());
+                        spent.insert(d.index);
+                        continue;
                     };
                     let now = Instant::now();
                     if budget.attempts_left == 0 || budget.expired(now) {
                         break 'aliases;
                     }
-                    let (availability, change) = d.health.admit(now);
-                    note_breaker(d, change);
-                    let probe = match availability {
-                        Availability::Ready => false,
-                        Availability::Probe => true,
-                        // Only a 429 cooldown is worth a short wait; an open breaker fails fast.
-                        Availability::CoolingDown { until } => {
-                            available_at = Some(available_at.map_or(until, |a| a.min(until)));
-                            continue;
-                        }
-                        Availability::Open { .. } => continue,
-                    };
+                    let Some(probe) = admit(d, now, &mut available_at) else { continue };
                     budget.attempts_left -= 1;
                     tried_this_round = true;
-                    let call_ctx = CallCtx {
-                        upstream_model: d.upstream_model.clone(),
-                        request_id: ctx.request_id.clone(),
-                        first_byte_timeout: bounded(d.timeouts.first_byte, budget.remaining(now)),
-                        total_timeout: bounded(d.timeouts.total, budget.remaining(now)),
-                        include_usage: true,
-                    };
-                    let in_flight = d.health.begin();
-                    let outcome = match &self.enforcer {
-                        Some(enforcer) => match enforcer.admit_deployment(charge, d).await {
-                            Ok(room) => {
-                                if room != Headroom::default() {
-                                    d.health.observe_headroom(now, room.requests, room.tokens);
+                    let first = Try { d: d.clone(), probe, started: now };
+                    let primary =
+                        self.attempt(ctx, spec, charge, first.clone(), adapter, budget.remaining(now), &call);
+                    let hedge_after = alias.routing.hedge_after.filter(|_| budget.attempts_left > 0);
+                    let raced = match hedge_after {
+                        None => Raced { tries: vec![(first, primary.await)], hedged: false },
+                        Some(after) => {
+                            // The hedge goes to the next deployment in this alias's order that
+                            // the request may use; it is taken out of the order once started.
+                            let start_hedge = || {
+                                let (at, d, adapter) =
+                                    order[next..].iter().enumerate().find_map(|(k, slot)| {
+                                        let d = alias.deployments.get(*slot)?;
+                                        let adapter = self.adapter_for(&tenant, d)?;
+                                        (!spent.contains(&d.index)).then_some((next + k, d, adapter))
+                                    })?;
+                                let now = Instant::now();
+                                if budget.expired(now) {
+                                    return None;
                                 }
-                                call(adapter, call_ctx).await
-                            }
-                            Err(at_limit) => Err(at_limit),
-                        },
-                        None => call(adapter, call_ctx).await,
-                    };
-                    let elapsed = now.elapsed();
-                    match outcome {
-                        Ok(value) => {
-                            // A stream's call returns at its first chunk: that is its latency.
-                            let sample = if spec.streaming {
-                                Outcome::Success { ttft: Some(elapsed), total: elapsed }
-                            } else {
-                                Outcome::Success { ttft: None, total: elapsed }
+                                let probe = admit(d, now, &mut None)?;
+                                order.remove(at);
+                                budget.attempts_left -= 1;
+                                let t = Try { d: d.clone(), probe, started: now };
+                                let fut = self.attempt(
+                                    ctx,
+                                    spec,
+                                    charge,
+                                    t.clone(),
+                                    adapter,
+                                    budget.remaining(now),
+                                    &call,
+                                );
+                                Some((t, fut))
                             };
-                            note_breaker(d, d.health.record(Instant::now(), sample, probe));
-                            ::metrics::counter!(ATTEMPTS, "deployment" => d.label.clone(), "outcome" => "ok")
-                                .increment(1);
-                            ::metrics::histogram!(DEPLOYMENT_LATENCY, "deployment" => d.label.clone())
-                                .record(elapsed.as_secs_f64());
-                            let used = max_attempts - budget.attempts_left;
-                            return Ok(Served {
-                                value,
-                                deployment: d.clone(),
-                                route: alias.clone(),
-                                attempts: used,
-                                in_flight: Some(in_flight),
-                                rate_limits: RateLimitHeaders::default(),
-                            });
+                            race(&alias.alias, (first, primary), after, start_hedge, charge, spec.streaming)
+                                .await
                         }
-                        Err(error) => {
-                            drop(in_flight);
-                            charge.release_deployment();
-                            note_breaker(d, d.health.record(Instant::now(), outcome_of(&error), probe));
-                            metrics::record_upstream_error(d.provider_kind, &error.kind);
-                            ::metrics::counter!(
-                                ATTEMPTS,
-                                "deployment" => d.label.clone(),
-                                "outcome" => attempt_label(&error)
-                            )
-                            .increment(1);
-                            tracing::warn!(
-                                request_id = %ctx.request_id,
-                                endpoint = spec.endpoint.as_str(),
-                                deployment = %d.name,
-                                status = error.status,
-                                error = %error,
-                                "upstream attempt failed"
-                            );
-                            let kind = error.kind.clone();
-                            let context_length = is_context_length(&error);
-                            let hint = error.retry_after;
-                            attempts.push(Attempt {
-                                provider: d.provider.clone(),
-                                deployment: d.name.clone(),
-                                error,
-                            });
-                            match kind {
-                                ProviderErrorKind::ContentFilter => {
-                                    match content_fallback(self, &alias, ctx) {
-                                        Some(r) => chain.add_next(i, r, FallbackReason::ContentPolicy),
-                                        None => return Err(GatewayError::from_attempts(attempts)),
-                                    }
-                                    continue 'aliases;
+                    };
+                    let Raced { tries, hedged } = raced;
+                    let mut won = None;
+                    let mut failed = Vec::with_capacity(tries.len());
+                    for (t, result) in tries {
+                        match result {
+                            Ok(value) => won = Some((t, value)),
+                            Err(error) => failed.push((t, error)),
+                        }
+                    }
+                    // A success wins whatever failed before it in a hedged race.
+                    if let Some((t, (value, in_flight))) = won {
+                        attempts.extend(failed.into_iter().map(|(lost, error)| Attempt {
+                            provider: lost.d.provider.clone(),
+                            deployment: lost.d.name.clone(),
+                            error,
+                        }));
+                        return Ok(Served {
+                            value,
+                            deployment: t.d,
+                            route: alias.clone(),
+                            attempts: max_attempts - budget.attempts_left,
+                            hedged,
+                            in_flight: Some(in_flight),
+                            rate_limits: RateLimitHeaders::default(),
+                        });
+                    }
+                    for (t, error) in failed {
+                        let d = &t.d;
+                        let kind = error.kind.clone();
+                        let context_length = is_context_length(&error);
+                        let hint = error.retry_after;
+                        attempts.push(Attempt {
+                            provider: d.provider.clone(),
+                            deployment: d.name.clone(),
+                            error,
+                        });
+                        match kind {
+                            ProviderErrorKind::ContentFilter => {
+                                match content_fallback(self, &alias, ctx) {
+                                    Some(r) => chain.add_next(i, r, FallbackReason::ContentPolicy),
+                                    None => return Err(GatewayError::from_attempts(attempts)),
                                 }
-                                ProviderErrorKind::BadRequest if context_length => {
-                                    spent.insert(d.index);
-                                    match context_fallback(self, &alias, ctx) {
-                                        Some(r) => chain.add_next(i, r, FallbackReason::ContextWindow),
-                                        None => return Err(GatewayError::from_attempts(attempts)),
-                                    }
-                                    continue 'aliases;
+                                continue 'aliases;
+                            }
+                            ProviderErrorKind::BadRequest if context_length => {
+                                spent.insert(d.index);
+                                match context_fallback(self, &alias, ctx) {
+                                    Some(r) => chain.add_next(i, r, FallbackReason::ContextWindow),
+                                    None => return Err(GatewayError::from_attempts(attempts)),
                                 }
-                                ProviderErrorKind::BadRequest | ProviderErrorKind::Unsupported => {
-                                    return Err(GatewayError::from_attempts(attempts));
-                                }
-                                // Another deployment may hold a working credential; this one
-                                // will not start working within the request.
-                                ProviderErrorKind::Auth | ProviderErrorKind::MissingCredential { .. } => {
-                                    spent.insert(d.index);
-                                }
-                                // The deployment cools down for its Retry-After and is skipped
-                                // until then; other deployments need not wait for it.
-                                ProviderErrorKind::RateLimited => retryable_left = true,
-                                _ => {
-                                    retryable_left = true;
-                                    retry_after = retry_after.max(hint);
-                                }
+                                continue 'aliases;
+                            }
+                            ProviderErrorKind::BadRequest | ProviderErrorKind::Unsupported => {
+                                return Err(GatewayError::from_attempts(attempts));
+                            }
+                            // Another deployment may hold a working credential; this one
+                            // will not start working within the request.
+                            ProviderErrorKind::Auth | ProviderErrorKind::MissingCredential { .. } => {
+                                spent.insert(d.index);
+                            }
+                            // The deployment cools down for its Retry-After and is skipped
+                            // until then; other deployments need not wait for it.
+                            ProviderErrorKind::RateLimited => retryable_left = true,
+                            _ => {
+                                retryable_left = true;
+                                retry_after = retry_after.max(hint);
                             }
                         }
                     }
@@ -414,6 +408,195 @@ impl Gateway {
             headroom: d.health.headroom(now),
         }
     }
+
+    /// The adapter `d` is called through for this request: with the tenant's own credential for
+    /// its provider when it has one; `None` when the tenant is `byok_only` and has none.
+    fn adapter_for(
+        &self,
+        tenant: &Option<(CredentialSet, bool)>,
+        d: &Deployment,
+    ) -> Option<Arc<dyn ProviderAdapter>> {
+        match tenant {
+            None => Some(d.adapter.clone()),
+            Some((set, byok_only)) => match set.get(&d.provider) {
+                Some(credential) => Some(self.registry.adapter_with(d, credential)),
+                None if *byok_only => None,
+                None => Some(d.adapter.clone()),
+            },
+        }
+    }
+
+    /// One upstream call on `t.d`: the deployment's own limits, the call, and what its outcome
+    /// says about the deployment (health, metrics, log). Dropped before it ends (a hedged race
+    /// lost, the client gone), it records nothing; the race or the charge's drop does.
+    #[expect(clippy::too_many_arguments, reason = "one attempt's whole context, passed straight through")]
+    async fn attempt<T, F, Fut>(
+        &self,
+        ctx: &RequestCtx,
+        spec: Call,
+        charge: &Charge,
+        t: Try,
+        adapter: Arc<dyn ProviderAdapter>,
+        remaining: Option<Duration>,
+        call: &F,
+    ) -> Answered<T>
+    where
+        F: Fn(Arc<dyn ProviderAdapter>, CallCtx) -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
+        let d = &t.d;
+        let call_ctx = CallCtx {
+            upstream_model: d.upstream_model.clone(),
+            request_id: ctx.request_id.clone(),
+            first_byte_timeout: bounded(d.timeouts.first_byte, remaining),
+            total_timeout: bounded(d.timeouts.total, remaining),
+            include_usage: true,
+            quota: QuotaCell::default(),
+        };
+        let quota = call_ctx.quota.clone();
+        let in_flight = d.health.begin();
+        let outcome = match &self.enforcer {
+            Some(enforcer) => match enforcer.admit_deployment(charge, d).await {
+                Ok(room) => {
+                    if room != Headroom::default() {
+                        d.health.observe_headroom(t.started, room.requests, room.tokens);
+                    }
+                    call(adapter, call_ctx).await
+                }
+                Err(at_limit) => Err(at_limit),
+            },
+            None => call(adapter, call_ctx).await,
+        };
+        let elapsed = t.started.elapsed();
+        d.health.observe_quota_cell(Instant::now(), &quota);
+        match outcome {
+            Ok(value) => {
+                // A stream's call returns at its first chunk: that is its latency.
+                let sample = if spec.streaming {
+                    Outcome::Success { ttft: Some(elapsed), total: elapsed }
+                } else {
+                    Outcome::Success { ttft: None, total: elapsed }
+                };
+                note_breaker(d, d.health.record(Instant::now(), sample, t.probe));
+                ::metrics::counter!(ATTEMPTS, "deployment" => d.label.clone(), "outcome" => "ok")
+                    .increment(1);
+                ::metrics::histogram!(DEPLOYMENT_LATENCY, "deployment" => d.label.clone())
+                    .record(elapsed.as_secs_f64());
+                Ok((value, in_flight))
+            }
+            Err(error) => {
+                drop(in_flight);
+                charge.release_deployment(d.index);
+                note_breaker(d, d.health.record(Instant::now(), outcome_of(&error), t.probe));
+                metrics::record_upstream_error(d.provider_kind, &error.kind);
+                ::metrics::counter!(ATTEMPTS, "deployment" => d.label.clone(), "outcome" => attempt_label(&error))
+                    .increment(1);
+                tracing::warn!(
+                    request_id = %ctx.request_id,
+                    endpoint = spec.endpoint.as_str(),
+                    deployment = %d.name,
+                    status = error.status,
+                    error = %error,
+                    "upstream attempt failed"
+                );
+                Err(error)
+            }
+        }
+    }
+}
+
+/// One attempt: where it went, whether it holds a half-open probe slot, when it started.
+#[derive(Clone)]
+struct Try {
+    d: Arc<Deployment>,
+    probe: bool,
+    started: Instant,
+}
+
+/// What one call returns: the answer, counted in flight at its deployment while it is used.
+type Answered<T> = Result<(T, InFlight), ProviderError>;
+
+/// How an attempt, hedged or not, ended: one entry per call made (at most one success).
+struct Raced<T> {
+    tries: Vec<(Try, Answered<T>)>,
+    /// A second call was started.
+    hedged: bool,
+}
+
+/// Hedged attempts by `model` and `winner` (`first`, `hedge`, or `none` when both failed).
+pub const HEDGES: &str = "tollgate_hedges_total";
+
+/// Whether `d` may take an attempt now: `Some(probe)` (whether a half-open probe slot was
+/// taken), or `None` while it cools down after a 429 (noted in `available_at`) or its breaker
+/// is open.
+fn admit(d: &Deployment, now: Instant, available_at: &mut Option<Instant>) -> Option<bool> {
+    let (availability, change) = d.health.admit(now);
+    note_breaker(d, change);
+    match availability {
+        Availability::Ready => Some(false),
+        Availability::Probe => Some(true),
+        // Only a 429 cooldown is worth a short wait; an open breaker fails fast.
+        Availability::CoolingDown { until } => {
+            *available_at = Some(available_at.map_or(until, |a| a.min(until)));
+            None
+        }
+        Availability::Open { .. } => None,
+    }
+}
+
+/// Hedging: runs `first`; if it has not answered after `after`, starts the same request on
+/// another deployment (`start_hedge`, which may find none) and takes the first success,
+/// cancelling the other call. A call that fails does not end the race while the other runs.
+async fn race<T, Fut>(
+    model: &str,
+    first: (Try, Fut),
+    after: Duration,
+    start_hedge: impl FnOnce() -> Option<(Try, Fut)>,
+    charge: &Charge,
+    streaming: bool,
+) -> Raced<T>
+where
+    Fut: Future<Output = Answered<T>>,
+{
+    let (a, fut_a) = first;
+    let mut fut_a = Box::pin(fut_a);
+    tokio::select! {
+        r = &mut fut_a => return Raced { tries: vec![(a, r)], hedged: false },
+        () = tokio::time::sleep(after) => {}
+    }
+    let Some((b, fut_b)) = start_hedge() else {
+        return Raced { tries: vec![(a, fut_a.await)], hedged: false };
+    };
+    let mut fut_b = Box::pin(fut_b);
+    let (done, other, winner) = tokio::select! {
+        r = &mut fut_a => ((a, r), (b, fut_b), "first"),
+        r = &mut fut_b => ((b, r), (a, fut_a), "hedge"),
+    };
+    let (o, fut) = other;
+    if done.1.is_ok() {
+        drop(fut);
+        abandon(&o, charge, streaming);
+        ::metrics::counter!(HEDGES, "model" => model.to_owned(), "winner" => winner).increment(1);
+        return Raced { tries: vec![done], hedged: true };
+    }
+    let r = fut.await;
+    let winner = match (r.is_ok(), winner) {
+        (false, _) => "none",
+        (true, "first") => "hedge",
+        (true, _) => "first",
+    };
+    ::metrics::counter!(HEDGES, "model" => model.to_owned(), "winner" => winner).increment(1);
+    Raced { tries: vec![done, (o, r)], hedged: true }
+}
+
+/// The call of `t` lost a hedged race and was cancelled: its slot goes back (its request and
+/// token reservations stay, the upstream may have counted the call) and its elapsed time is a
+/// latency sample.
+fn abandon(t: &Try, charge: &Charge, streaming: bool) {
+    charge.cancel_deployment(t.d.index);
+    let elapsed = t.started.elapsed();
+    note_breaker(&t.d, t.d.health.record(Instant::now(), Outcome::Abandoned { elapsed, streaming }, t.probe));
+    ::metrics::counter!(ATTEMPTS, "deployment" => t.d.label.clone(), "outcome" => "cancelled").increment(1);
 }
 
 /// The latency a deployment without a sample ranks at while requests to it are in flight.
@@ -482,11 +665,12 @@ fn bounded(timeout: Duration, remaining: Option<Duration>) -> Duration {
     remaining.map_or(timeout, |r| timeout.min(r.max(Duration::from_millis(1))))
 }
 
-/// The tags a tenant's requests are restricted to (empty: any).
-fn allowed_tags(principal: &Principal) -> &[String] {
+/// The tags the caller's requests are restricted to: the tenant's and the key's own (each
+/// empty: no restriction). A deployment must carry one of each.
+fn allowed_tags(principal: &Principal) -> (&[String], &[String]) {
     match principal {
-        Principal::Key(k) => &k.policy.allowed_tags,
-        Principal::SuperAdmin => &[],
+        Principal::Key(k) => (&k.policy.allowed_tags, &k.allowed_tags),
+        Principal::SuperAdmin => (&[], &[]),
     }
 }
 
@@ -495,7 +679,7 @@ fn requested_tags_match(d: &Deployment, requested: &[String]) -> bool {
     requested.iter().all(|t| d.routing.tags.contains(t))
 }
 
-/// The deployment carries one of the tenant's allowed tags, if it has any.
+/// The deployment carries one of the allowed tags (the tenant's or the key's), if there are any.
 fn allowed_tags_match(d: &Deployment, allowed: &[String]) -> bool {
     allowed.is_empty() || allowed.iter().any(|t| d.routing.tags.contains(t))
 }
@@ -505,6 +689,8 @@ fn allowed_tags_match(d: &Deployment, allowed: &[String]) -> bool {
 struct Untagged {
     by_request: bool,
     by_tenant: bool,
+    /// A deployment the tenant may use was left out by the key's own allowed tags.
+    by_key: bool,
     any_matched: bool,
 }
 
@@ -553,6 +739,17 @@ fn give_up(
             format!(
                 "This tenant uses only its own provider keys (byok_only) and has none for {}; register one with POST /admin/v1/tenants/{{tenant_id}}/credentials.",
                 byok_missing.join(", ")
+            ),
+        );
+    }
+    // The key's restriction first: when it left out a deployment, the tenant's allowed that one,
+    // so it is the key that closed the alias.
+    if !untagged.any_matched && untagged.by_key {
+        return GatewayError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "This API key is restricted to its allowed tags (allowed_tags), and no deployment of `{}` that the tenant may use has one.",
+                route.alias
             ),
         );
     }

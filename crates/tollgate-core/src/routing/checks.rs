@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tollgate_types::chat::Role;
-use tollgate_types::ports::{CallCtx, ProviderErrorKind};
+use tollgate_types::ports::{CallCtx, ProviderErrorKind, QuotaCell};
 use tollgate_types::{ChatRequest, Message};
 
 use super::{Availability, Outcome};
@@ -63,9 +63,11 @@ async fn check(d: &Deployment) {
         first_byte_timeout: CHECK_TIMEOUT,
         total_timeout: CHECK_TIMEOUT,
         include_usage: false,
+        quota: QuotaCell::default(),
     };
     let started = Instant::now();
     let result = d.adapter.chat(&ping(&d.upstream_model), &call).await;
+    d.health.observe_quota_cell(Instant::now(), &call.quota);
     let (outcome, label) = match &result {
         Ok(_) => (Outcome::Success { ttft: None, total: started.elapsed() }, "ok"),
         Err(e) if e.kind == ProviderErrorKind::RateLimited => {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use tokio::time::Instant;
+use tollgate_types::ports::{ProviderQuota, QuotaCell};
 
 use super::breaker::{Admit, Breaker, BreakerConfig, BreakerState, instant_after};
 
@@ -89,6 +90,12 @@ pub enum Outcome {
     RateLimited { retry_after: Option<Duration> },
     /// Says nothing about the upstream (the client's own 400, a cancelled request).
     Neutral,
+    /// The attempt lost a hedged race and was cancelled after `elapsed` without an answer
+    /// (`streaming`: without a first chunk). Not a failure, but the deployment is at least that
+    /// slow now: `elapsed` goes into its latency estimate as a sample, so latency routing stops
+    /// preferring a deployment that only ever loses races (it would otherwise get no sample at
+    /// all, and its old estimate would even decay towards the front).
+    Abandoned { elapsed: Duration, streaming: bool },
 }
 
 // === impl DeploymentHealth ===
@@ -195,6 +202,12 @@ impl DeploymentHealth {
                 state.release_probe_if(probe);
                 None
             }
+            Outcome::Abandoned { elapsed, streaming } => {
+                let ttft = streaming.then_some(elapsed);
+                state.latency.observe(now, ttft, elapsed, self.config.ewma_alpha);
+                state.release_probe_if(probe);
+                None
+            }
         }
     }
 
@@ -211,20 +224,30 @@ impl DeploymentHealth {
         self.state.lock().latency.score(now, self.config.stale_after)
     }
 
-    /// Stores the provider's remaining quota from its `x-ratelimit-remaining-*` /
-    /// `x-ratelimit-limit-*` headers, as (remaining, limit) pairs for requests and tokens. A
-    /// missing pair or a zero limit leaves the previous reading of that kind in place.
+    /// Stores what the deployment's own `limits` (the gateway's counters) have left after an
+    /// attempt's reservation, as (remaining, limit) pairs for requests and tokens. A missing
+    /// pair or a zero limit leaves the previous reading of that kind in place.
     pub fn observe_headroom(&self, now: Instant, requests: Option<(u64, u64)>, tokens: Option<(u64, u64)>) {
-        let mut state = self.state.lock();
-        if let Some(fraction) = requests.and_then(fraction) {
-            state.headroom.requests = Some((fraction, now));
-        }
-        if let Some(fraction) = tokens.and_then(fraction) {
-            state.headroom.tokens = Some((fraction, now));
+        self.state.lock().headroom.own.observe(now, requests, tokens);
+    }
+
+    /// Stores what the upstream itself said about its quota (its rate-limit response headers,
+    /// see [`ProviderQuota`]). Kept apart from [`Self::observe_headroom`]'s readings, so that
+    /// neither source overwrites the other: [`Self::headroom`] takes the tighter of the two.
+    pub fn observe_provider_quota(&self, now: Instant, quota: ProviderQuota) {
+        self.state.lock().headroom.provider.observe(now, quota.requests, quota.tokens);
+    }
+
+    /// Moves the reading an attempt's adapter left in `cell`, if any, into this deployment's
+    /// headroom (see [`Self::observe_provider_quota`]). Called by the router after each attempt.
+    pub fn observe_quota_cell(&self, now: Instant, cell: &QuotaCell) {
+        if let Some(quota) = cell.take() {
+            self.observe_provider_quota(now, quota);
         }
     }
 
-    /// The smaller of the remaining requests and tokens fractions (0 = exhausted, 1 = untouched),
+    /// The smallest remaining fraction (0 = exhausted, 1 = untouched) among the requests and
+    /// tokens readings of both sources (the deployment's own limits and the provider's headers),
     /// from readings younger than [`HEADROOM_TTL`]; `None` when there is none.
     pub fn headroom(&self, now: Instant) -> Option<f64> {
         self.state.lock().headroom.current(now)
@@ -319,7 +342,8 @@ pub struct HealthSnapshot {
     pub ewma_total_ms: Option<f64>,
     /// What latency routing ranks by ([`DeploymentHealth::latency_score`]), decay applied.
     pub latency_score_ms: Option<f64>,
-    /// Remaining provider quota, 0..=1 ([`DeploymentHealth::headroom`]).
+    /// Remaining quota, 0..=1: the tighter of the provider's rate-limit headers and the
+    /// deployment's own limits ([`DeploymentHealth::headroom`]).
     pub headroom: Option<f64>,
     pub successes: u64,
     pub failures: u64,
@@ -379,11 +403,15 @@ fn decay(estimate: f64, age: Duration, stale_after: Duration) -> f64 {
 
 // === impl Headroom ===
 
-/// The latest remaining/limit fractions, with when they were read.
+/// The latest remaining/limit fractions of both sources. Separate because they are read at
+/// different moments (the own limits before the call, the provider's headers after it): one
+/// shared slot would keep whichever came last, not the tighter.
 #[derive(Debug, Default)]
 struct Headroom {
-    requests: Option<(f64, Instant)>,
-    tokens: Option<(f64, Instant)>,
+    /// The deployment's own `limits`, as the gateway counts them.
+    own: Readings,
+    /// The upstream's rate-limit response headers.
+    provider: Readings,
 }
 
 impl Headroom {
@@ -391,9 +419,27 @@ impl Headroom {
         let fresh = |reading: Option<(f64, Instant)>| {
             reading.filter(|(_, at)| now.saturating_duration_since(*at) < HEADROOM_TTL).map(|(f, _)| f)
         };
-        match (fresh(self.requests), fresh(self.tokens)) {
-            (Some(r), Some(t)) => Some(r.min(t)),
-            (r, t) => r.or(t),
+        [self.own.requests, self.own.tokens, self.provider.requests, self.provider.tokens]
+            .into_iter()
+            .filter_map(fresh)
+            .reduce(f64::min)
+    }
+}
+
+/// One source's remaining/limit fractions, with when they were read.
+#[derive(Debug, Default)]
+struct Readings {
+    requests: Option<(f64, Instant)>,
+    tokens: Option<(f64, Instant)>,
+}
+
+impl Readings {
+    fn observe(&mut self, now: Instant, requests: Option<(u64, u64)>, tokens: Option<(u64, u64)>) {
+        if let Some(fraction) = requests.and_then(fraction) {
+            self.requests = Some((fraction, now));
+        }
+        if let Some(fraction) = tokens.and_then(fraction) {
+            self.tokens = Some((fraction, now));
         }
     }
 }
@@ -590,6 +636,28 @@ mod tests {
         assert_eq!(h.headroom(Instant::now()), None);
         h.observe_headroom(Instant::now(), Some((5, 0)), Some((200, 100)));
         assert_eq!(h.headroom(Instant::now()), Some(1.0), "zero limit ignored, remaining clamped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_providers_headers_and_the_own_limits_combine_to_the_tighter() {
+        let h = health();
+        let cell = QuotaCell::default();
+        h.observe_quota_cell(Instant::now(), &cell);
+        assert_eq!(h.headroom(Instant::now()), None, "an empty cell says nothing");
+
+        h.observe_headroom(Instant::now(), Some((80, 100)), None);
+        cell.set(ProviderQuota { requests: Some((5, 100)), tokens: Some((900, 1000)) });
+        h.observe_quota_cell(Instant::now(), &cell);
+        assert_eq!(h.headroom(Instant::now()), Some(0.05), "the provider's reading is tighter");
+        assert_eq!(cell.take(), None, "the reading was moved out");
+        // A later own-limits reading does not overwrite the provider's.
+        advance(secs(10)).await;
+        h.observe_headroom(Instant::now(), Some((79, 100)), None);
+        assert_eq!(h.headroom(Instant::now()), Some(0.05));
+        // The provider's reading expires on its own; the own one is younger and stays.
+        advance(secs(55)).await;
+        assert_eq!(h.headroom(Instant::now()), Some(0.79));
+        assert_eq!(h.snapshot(Instant::now()).headroom, Some(0.79));
     }
 
     #[tokio::test(start_paused = true)]

@@ -32,6 +32,7 @@ impl AnthropicAdapter {
     async fn post(
         &self,
         body: &wire::MessagesRequest,
+        call: &CallCtx,
         deadlines: Deadlines,
     ) -> Result<reqwest::Response, ProviderError> {
         let key = self.settings.credential.key(PROVIDER_ID)?;
@@ -51,7 +52,9 @@ impl AnthropicAdapter {
         for (name, value) in &self.settings.headers {
             request = request.header(name, value);
         }
-        send(PROVIDER_ID, request, deadlines, errors::error_message).await.map_err(errors::refine)
+        send(PROVIDER_ID, request, deadlines, &call.quota, errors::error_message)
+            .await
+            .map_err(errors::refine)
     }
 }
 
@@ -71,7 +74,7 @@ impl ProviderAdapter for AnthropicAdapter {
     async fn chat(&self, req: &ChatRequest, call: &CallCtx) -> Result<ChatResponse, ProviderError> {
         let deadlines = Deadlines::start(call);
         let body = convert::to_wire(req, &call.upstream_model, false)?;
-        let response = self.post(&body, deadlines).await?;
+        let response = self.post(&body, call, deadlines).await?;
         let message = read_json(PROVIDER_ID, response, deadlines).await?;
         Ok(convert::from_wire(message, &call.upstream_model, now()))
     }
@@ -79,7 +82,7 @@ impl ProviderAdapter for AnthropicAdapter {
     async fn chat_stream(&self, req: &ChatRequest, call: &CallCtx) -> Result<ChunkStream, ProviderError> {
         let deadlines = Deadlines::start(call);
         let body = convert::to_wire(req, &call.upstream_model, true)?;
-        let response = self.post(&body, deadlines).await?;
+        let response = self.post(&body, call, deadlines).await?;
         let decoder = stream::ChatDecoder::new(&call.upstream_model, now());
         Ok(sse::decode(PROVIDER_ID, response, decoder, deadlines))
     }

@@ -34,6 +34,7 @@ impl CohereAdapter {
         &self,
         path: &str,
         body: &B,
+        call: &CallCtx,
         deadlines: Deadlines,
     ) -> Result<reqwest::Response, ProviderError> {
         let key = self.settings.credential.key(PROVIDER_ID)?;
@@ -51,7 +52,9 @@ impl CohereAdapter {
         for (name, value) in &self.settings.headers {
             request = request.header(name, value);
         }
-        send(PROVIDER_ID, request, deadlines, errors::error_message).await.map_err(errors::classify)
+        send(PROVIDER_ID, request, deadlines, &call.quota, errors::error_message)
+            .await
+            .map_err(errors::classify)
     }
 }
 
@@ -72,7 +75,7 @@ impl ProviderAdapter for CohereAdapter {
     async fn chat(&self, req: &ChatRequest, call: &CallCtx) -> Result<ChatResponse, ProviderError> {
         let deadlines = Deadlines::start(call);
         let body = convert::chat_request(req, &call.upstream_model, false)?;
-        let response = self.post("/v2/chat", &body, deadlines).await?;
+        let response = self.post("/v2/chat", &body, call, deadlines).await?;
         let answer: wire::CohereChatResponse = read_json(PROVIDER_ID, response, deadlines).await?;
         convert::chat_response(answer, &call.upstream_model, unix_now())
     }
@@ -80,7 +83,7 @@ impl ProviderAdapter for CohereAdapter {
     async fn chat_stream(&self, req: &ChatRequest, call: &CallCtx) -> Result<ChunkStream, ProviderError> {
         let deadlines = Deadlines::start(call);
         let body = convert::chat_request(req, &call.upstream_model, true)?;
-        let response = self.post("/v2/chat", &body, deadlines).await?;
+        let response = self.post("/v2/chat", &body, call, deadlines).await?;
         if is_json(&response) {
             // A 200 with a JSON (or JSON-labelled garbage) body instead of an event stream,
             // as misbehaving proxies answer: reading it as SSE would only look truncated.
@@ -97,7 +100,7 @@ impl ProviderAdapter for CohereAdapter {
     ) -> Result<EmbeddingsResponse, ProviderError> {
         let deadlines = Deadlines::start(call);
         let body = convert::embed_request(req, &call.upstream_model)?;
-        let response = self.post("/v2/embed", &body, deadlines).await?;
+        let response = self.post("/v2/embed", &body, call, deadlines).await?;
         let answer: wire::CohereEmbedResponse = read_json(PROVIDER_ID, response, deadlines).await?;
         Ok(convert::embed_response(answer, req, &call.upstream_model))
     }

@@ -183,6 +183,7 @@ mod tests {
             first_byte_timeout: std::time::Duration::from_secs(1),
             total_timeout: std::time::Duration::from_secs(1),
             include_usage: true,
+            quota: Default::default(),
         }
     }
 

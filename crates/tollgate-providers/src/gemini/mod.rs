@@ -64,7 +64,7 @@ impl GeminiAdapter {
         for (name, value) in &self.settings.headers {
             request = request.header(name, value);
         }
-        send(PROVIDER_ID, request, deadlines, errors::error_message).await.map_err(|e| {
+        send(PROVIDER_ID, request, deadlines, &call.quota, errors::error_message).await.map_err(|e| {
             let mut e = errors::refine(e);
             // Upstream messages are passed on to clients; a key echoed back must not be.
             if let Some(key) = key.filter(|k| !k.is_empty()) {

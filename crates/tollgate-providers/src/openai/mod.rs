@@ -93,7 +93,7 @@ impl OpenAiAdapter {
         for (name, value) in &self.settings.headers {
             request = request.header(name, value);
         }
-        send(provider, request, deadlines, errors::error_message).await.map_err(errors::refine)
+        send(provider, request, deadlines, &call.quota, errors::error_message).await.map_err(errors::refine)
     }
 }
 

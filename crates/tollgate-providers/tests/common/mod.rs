@@ -35,6 +35,7 @@ pub fn call(model: &str) -> CallCtx {
         first_byte_timeout: Duration::from_secs(5),
         total_timeout: Duration::from_secs(10),
         include_usage: true,
+        quota: Default::default(),
     }
 }
 

@@ -420,6 +420,9 @@ pub struct KeyView {
     pub scopes: Vec<Scope>,
     /// Model aliases the key may call; `null` means every model.
     pub allowed_models: Option<Vec<String>>,
+    /// Only deployments carrying one of these tags serve the key, on top of the tenant's
+    /// `policy.allowed_tags`; empty: any deployment the tenant may use.
+    pub allowed_tags: Vec<String>,
     #[schema(value_type = Object)]
     pub metadata: JsonMap,
     /// Limits on the key's requests.
@@ -448,6 +451,7 @@ impl From<ApiKey> for KeyView {
             prefix: k.prefix,
             scopes: k.scopes.into_iter().map(Scope::from).collect(),
             allowed_models: k.allowed_models,
+            allowed_tags: k.allowed_tags,
             metadata: k.metadata,
             limits: k.limits.into(),
             expires_at: k.expires_at,
@@ -487,6 +491,11 @@ pub struct CreateKey {
     pub scopes: Option<Vec<Scope>>,
     /// 1-100 model aliases; absent or `null` allows every model.
     pub allowed_models: Option<Vec<String>>,
+    /// At most 32 deployment tags (config `models.*.deployments[].tags` or `region`), e.g.
+    /// `["eu"]`: only deployments carrying one of them serve the key. They narrow the tenant's
+    /// `policy.allowed_tags`, never widen them. Absent or empty: no restriction of its own.
+    #[serde(default)]
+    pub allowed_tags: Vec<String>,
     /// Free-form JSON object, at most 16 KiB.
     #[serde(default)]
     #[schema(value_type = Object)]
@@ -506,6 +515,7 @@ impl From<CreateKey> for tollgate_core::admin::CreateKey {
             name: b.name,
             scopes: b.scopes.map(|s| s.into_iter().map(KeyScope::from).collect()),
             allowed_models: b.allowed_models,
+            allowed_tags: b.allowed_tags,
             metadata: b.metadata,
             expires_at: b.expires_at,
             limits: b.limits.map(Into::into),
@@ -513,7 +523,8 @@ impl From<CreateKey> for tollgate_core::admin::CreateKey {
     }
 }
 
-/// Fields left out are unchanged; `null` clears `allowed_models` (every model) or `expires_at`.
+/// Fields left out are unchanged; `null` clears `allowed_models` (every model), `allowed_tags`
+/// (no restriction of its own, as `[]` does) or `expires_at`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
@@ -521,6 +532,9 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<Vec<String>>)]
     pub allowed_models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub allowed_tags: Option<Option<Vec<String>>>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<JsonMap>,
     #[serde(default, deserialize_with = "nullable_time")]
@@ -533,6 +547,7 @@ impl From<UpdateKey> for KeyPatch {
         Self {
             name: b.name,
             allowed_models: b.allowed_models,
+            allowed_tags: b.allowed_tags.map(Option::unwrap_or_default),
             metadata: b.metadata,
             expires_at: b.expires_at,
         }

@@ -62,6 +62,7 @@ async fn expired_malformed_and_unknown_keys_get_401(b: Backend) {
         hash: g.hash,
         scopes: vec![KeyScope::Inference, KeyScope::Admin],
         allowed_models: None,
+        allowed_tags: Vec::new(),
         metadata: Default::default(),
         expires_at: Some(OffsetDateTime::now_utc() - time::Duration::minutes(1)),
         limits: None,

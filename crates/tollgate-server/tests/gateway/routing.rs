@@ -68,6 +68,26 @@ models:
     deployments:
       - { provider: compat, model: "strict~error_code=content_policy_violation", name: strict }
       - { provider: compat, model: never-tried, name: other }
+  hedged:
+    routing: { strategy: ordered, hedge_after: 60ms }
+    deployments:
+      - { provider: compat, model: "laggard~latency_ms=1500,ttft_ms=1500", name: laggard }
+      - { provider: compat, model: brisk, name: brisk }
+  hedged_unneeded:
+    routing: { strategy: ordered, hedge_after: 500ms }
+    deployments:
+      - { provider: compat, model: prompt-one, name: prompt-one }
+      - { provider: compat, model: never-hedged, name: never-hedged }
+  hedge_fails:
+    routing: { strategy: ordered, hedge_after: 50ms }
+    deployments:
+      - { provider: compat, model: "tardy~latency_ms=300", name: tardy }
+      - { provider: compat, model: "broken-hedge~status=500", name: broken-hedge }
+  hedge_no_budget:
+    routing: { strategy: ordered, hedge_after: 50ms, max_attempts: 1 }
+    deployments:
+      - { provider: compat, model: "only-try~latency_ms=200", name: only-try }
+      - { provider: compat, model: no-budget-hedge, name: no-budget-hedge }
   narrow:
     routing: { context_window_fallback: big }
     deployments: [ { provider: compat, model: "narrow~error_code=context_length_exceeded", name: narrow } ]
@@ -317,4 +337,125 @@ async fn upstream_refusals_go_to_the_matching_fallback_or_back_at_once() {
     let resp = h.chat(hello("unguarded")).await;
     assert_eq!(resp.status(), 400);
     assert_eq!(hits(&h, "never-tried"), 0);
+}
+
+async fn metric_line(h: &Harness, prefix: &str) -> Option<String> {
+    let text = h.http.get(format!("{}/metrics", h.base)).send().await.unwrap().text().await.unwrap();
+    text.lines().find(|l| l.starts_with(prefix)).map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_hedge_answers_when_the_first_deployment_is_slow_and_the_slow_call_is_cancelled() {
+    let h = Harness::start(CONFIG).await;
+    for stream in [false, true] {
+        let started = Instant::now();
+        let resp = h
+            .chat(
+                json!({"model": "hedged", "stream": stream, "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-tollgate-deployment"), "brisk", "stream: {stream}");
+        assert_eq!(header(&resp, "x-tollgate-attempts"), "2", "the first call and its hedge");
+        if stream {
+            let data = crate::harness::sse_data(resp).await;
+            assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+        } else {
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(body["model"], "brisk");
+        }
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1000), "waited for the slow deployment: {took:?}");
+    }
+    assert_eq!(hits(&h, "laggard~latency_ms=1500,ttft_ms=1500"), 2, "the first call did start");
+    assert_eq!(hits(&h, "brisk"), 2);
+    let line = metric_line(&h, r#"tollgate_hedges_total{model="hedged",winner="hedge"}"#).await;
+    assert_eq!(line.as_deref().and_then(|l| l.rsplit(' ').next()), Some("2"), "{line:?}");
+    // The cancelled calls are neither failures nor in flight any longer.
+    let view = deployments(&h).await;
+    let laggard = view["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["deployments"].as_array().unwrap())
+        .find(|d| d["name"] == "laggard")
+        .unwrap()
+        .clone();
+    assert_eq!(laggard["health"]["in_flight"], 0, "{laggard}");
+    assert_eq!(laggard["health"]["breaker"], "closed", "{laggard}");
+    assert_eq!(laggard["health"]["failures"], 0, "{laggard}");
+}
+
+#[tokio::test]
+async fn no_hedge_starts_when_the_first_answer_comes_in_time_or_the_budget_is_spent() {
+    let h = Harness::start(CONFIG).await;
+    for _ in 0..3 {
+        let resp = h.chat(hello("hedged_unneeded")).await;
+        assert_eq!(resp.status(), 200);
+        assert_eq!(header(&resp, "x-tollgate-attempts"), "1");
+    }
+    assert_eq!(hits(&h, "never-hedged"), 0);
+
+    let resp = h.chat(hello("hedge_no_budget")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tollgate-deployment"), "only-try");
+    assert_eq!(hits(&h, "no-budget-hedge"), 0, "max_attempts 1 leaves nothing for a hedge");
+}
+
+#[tokio::test]
+async fn a_failed_hedge_does_not_end_the_race_the_first_call_still_answers() {
+    let h = Harness::start(CONFIG).await;
+    let started = Instant::now();
+    let resp = h.chat(hello("hedge_fails")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tollgate-deployment"), "tardy");
+    assert_eq!(header(&resp, "x-tollgate-attempts"), "2");
+    assert!(started.elapsed() >= Duration::from_millis(290));
+    assert_eq!(hits(&h, "broken-hedge~status=500"), 1);
+    let line = metric_line(&h, r#"tollgate_hedges_total{model="hedge_fails",winner="first"}"#).await;
+    assert!(line.is_some(), "hedge outcome counted");
+}
+
+#[tokio::test]
+async fn usage_routing_follows_the_providers_rate_limit_headers() {
+    // The nearly exhausted deployment comes first in each alias: config order (what the
+    // strategy falls back to without readings) would send it everything.
+    let config = r#"
+providers:
+  compat: { kind: openai_compatible, base_url: "{mock}/v1" }
+  anthropic: { kind: anthropic, base_url: "{mock}", api_key: "${MOCK_KEY}" }
+models:
+  usage-openai:
+    routing: { strategy: usage }
+    deployments:
+      - { provider: compat, model: "tight~ratelimit_remaining=5", name: tight }
+      - { provider: compat, model: roomy, name: roomy }
+  usage-anthropic:
+    routing: { strategy: usage }
+    deployments:
+      - { provider: anthropic, model: "claude~ratelimit_remaining=5", name: tight }
+      - { provider: compat, model: roomy, name: roomy }
+"#;
+    let h = Harness::start(config).await;
+    for alias in ["usage-openai", "usage-anthropic"] {
+        let mut served: HashMap<String, usize> = HashMap::new();
+        for _ in 0..30 {
+            let resp = h.chat(hello(alias)).await;
+            assert_eq!(resp.status(), 200);
+            *served.entry(header(&resp, "x-tollgate-deployment")).or_default() += 1;
+        }
+        // One request to learn that `tight` has 0.5% of its quota left (by the mock's headers:
+        // 5 of 1000 requests); `roomy` (999 of 1000) takes the rest.
+        assert_eq!(served.get("tight").copied(), Some(1), "{alias}: {served:?}");
+        assert_eq!(served.get("roomy").copied(), Some(29), "{alias}: {served:?}");
+
+        let view = deployments(&h).await;
+        let entry = view["data"].as_array().unwrap().iter().find(|a| a["alias"] == alias).unwrap();
+        let headroom = |name: &str| {
+            let d = entry["deployments"].as_array().unwrap().iter().find(|d| d["name"] == name).unwrap();
+            d["health"]["headroom"].as_f64().unwrap_or_else(|| panic!("{alias} {name}: {d}"))
+        };
+        assert!((headroom("tight") - 0.005).abs() < 1e-9, "{entry}");
+        assert!((headroom("roomy") - 0.999).abs() < 1e-9, "{entry}");
+    }
 }

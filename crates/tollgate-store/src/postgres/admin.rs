@@ -122,8 +122,8 @@ async fn insert_key(conn: &mut PgConnection, tenant: TenantId, new: &NewKey) -> 
     }
     let row = sqlx::query(concat!(
         "INSERT INTO api_keys (id, tenant_id, project_id, owner_id, name, prefix, hash, scopes, allowed_models, \
-         metadata, expires_at, limits, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now(), now()) RETURNING ",
+         allowed_tags, metadata, expires_at, limits, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), now()) RETURNING ",
         key_cols!()
     ))
     .bind(new.id.0)
@@ -135,6 +135,7 @@ async fn insert_key(conn: &mut PgConnection, tenant: TenantId, new: &NewKey) -> 
     .bind(&new.hash.0[..])
     .bind(rows::scopes_to_db(&new.scopes))
     .bind(&new.allowed_models)
+    .bind(&new.allowed_tags)
     .bind(serde_json::Value::Object(new.metadata.clone()))
     .bind(new.expires_at)
     .bind(to_json(&new.limits.clone().unwrap_or_default())?)
@@ -629,17 +630,19 @@ impl AdminStore for PostgresStore {
         let before = lock_key(&mut tx, tenant, id).await?;
         let name = new_name.unwrap_or_else(|| before.name.clone());
         let allowed_models = patch.allowed_models.unwrap_or_else(|| before.allowed_models.clone());
+        let allowed_tags = patch.allowed_tags.unwrap_or_else(|| before.allowed_tags.clone());
         let metadata = patch.metadata.unwrap_or_else(|| before.metadata.clone());
         let expires_at = patch.expires_at.unwrap_or(before.expires_at);
         let row = sqlx::query(concat!(
-            "UPDATE api_keys SET name = $3, allowed_models = $4, metadata = $5, expires_at = $6, updated_at = now() \
-             WHERE tenant_id = $1 AND id = $2 RETURNING ",
+            "UPDATE api_keys SET name = $3, allowed_models = $4, allowed_tags = $5, metadata = $6, expires_at = $7, \
+             updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING ",
             key_cols!()
         ))
         .bind(tenant.0)
         .bind(id.0)
         .bind(&name)
         .bind(&allowed_models)
+        .bind(&allowed_tags)
         .bind(serde_json::Value::Object(metadata))
         .bind(expires_at)
         .fetch_one(&mut *tx)

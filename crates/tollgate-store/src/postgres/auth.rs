@@ -18,8 +18,8 @@ use crate::db_error;
 impl AuthStore for PostgresStore {
     async fn authenticate_key(&self, hash: &KeyHash) -> Result<Option<KeyAuth>, StoreError> {
         let row = sqlx::query(
-            "SELECT key_id, tenant_id, project_id, owner_id, role, scopes, allowed_models, expires_at, revoked_at, \
-             tenant_policy, key_limits, project_limits, tenant_limits, tenant_pricing \
+            "SELECT key_id, tenant_id, project_id, owner_id, role, scopes, allowed_models, allowed_tags, expires_at, \
+             revoked_at, tenant_policy, key_limits, project_limits, tenant_limits, tenant_pricing \
              FROM tollgate_authenticate_key($1)",
         )
         .bind(&hash.0[..])

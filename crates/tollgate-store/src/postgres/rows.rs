@@ -28,8 +28,8 @@ macro_rules! member_cols {
 }
 macro_rules! key_cols {
     () => {
-        "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, metadata, limits, \
-         expires_at, revoked_at, last_used_at, created_at, updated_at"
+        "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, allowed_tags, metadata, \
+         limits, expires_at, revoked_at, last_used_at, created_at, updated_at"
     };
 }
 /// Without the ciphertext: what lists and the admin API get.
@@ -134,6 +134,7 @@ pub(super) fn key(row: &PgRow) -> Result<ApiKey, StoreError> {
         prefix: get(row, "prefix")?,
         scopes: scopes(get(row, "scopes")?)?,
         allowed_models: get(row, "allowed_models")?,
+        allowed_tags: get(row, "allowed_tags")?,
         metadata,
         limits: limits(row, "limits")?,
         expires_at: get(row, "expires_at")?,
@@ -153,6 +154,7 @@ pub(super) fn key_auth(row: &PgRow) -> Result<KeyAuth, StoreError> {
         role: role(&get::<String>(row, "role")?)?,
         scopes: scopes(get(row, "scopes")?)?,
         allowed_models: get(row, "allowed_models")?,
+        allowed_tags: get(row, "allowed_tags")?,
         expires_at: get(row, "expires_at")?,
         revoked_at: get(row, "revoked_at")?,
         tenant_policy: policy(get(row, "tenant_policy")?)?,

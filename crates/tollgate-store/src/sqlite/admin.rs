@@ -105,6 +105,7 @@ async fn insert_key(
         prefix: new.prefix,
         scopes: new.scopes,
         allowed_models: new.allowed_models,
+        allowed_tags: new.allowed_tags,
         metadata: new.metadata,
         limits: new.limits.unwrap_or_default(),
         expires_at: new.expires_at,
@@ -116,7 +117,7 @@ async fn insert_key(
     sqlx::query(concat!(
         "INSERT INTO api_keys (",
         key_cols!(),
-        ", hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ", hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(key.id.0)
     .bind(tenant.0)
@@ -126,6 +127,7 @@ async fn insert_key(
     .bind(&key.prefix)
     .bind(sqlx::types::Json(&key.scopes))
     .bind(key.allowed_models.as_ref().map(sqlx::types::Json))
+    .bind(sqlx::types::Json(&key.allowed_tags))
     .bind(sqlx::types::Json(&key.metadata))
     .bind(sqlx::types::Json(&key.limits))
     .bind(key.expires_at)
@@ -621,17 +623,19 @@ impl AdminStore for SqliteStore {
         let after = ApiKey {
             name: patch.name.unwrap_or_else(|| before.name.clone()),
             allowed_models: patch.allowed_models.unwrap_or_else(|| before.allowed_models.clone()),
+            allowed_tags: patch.allowed_tags.unwrap_or_else(|| before.allowed_tags.clone()),
             metadata: patch.metadata.unwrap_or_else(|| before.metadata.clone()),
             expires_at: patch.expires_at.unwrap_or(before.expires_at),
             updated_at: now,
             ..before.clone()
         };
         sqlx::query(
-            "UPDATE api_keys SET name = ?, allowed_models = ?, metadata = ?, expires_at = ?, updated_at = ? \
-             WHERE tenant_id = ? AND id = ?",
+            "UPDATE api_keys SET name = ?, allowed_models = ?, allowed_tags = ?, metadata = ?, expires_at = ?, \
+             updated_at = ? WHERE tenant_id = ? AND id = ?",
         )
         .bind(&after.name)
         .bind(after.allowed_models.as_ref().map(sqlx::types::Json))
+        .bind(sqlx::types::Json(&after.allowed_tags))
         .bind(sqlx::types::Json(&after.metadata))
         .bind(after.expires_at)
         .bind(now)

@@ -230,7 +230,7 @@ impl AuthStore for SqliteStore {
         // LEFT JOIN members: a deleted member's keys stay as revoked records (see the migration).
         let row: Option<KeyAuthRow> = sqlx::query_as(
             "SELECT k.id, k.tenant_id, k.project_id, k.owner_id, m.role, k.scopes, k.allowed_models, \
-                    k.expires_at, k.revoked_at, t.policy, k.limits AS key_limits, \
+                    k.allowed_tags, k.expires_at, k.revoked_at, t.policy, k.limits AS key_limits, \
                     p.limits AS project_limits, t.limits AS tenant_limits, t.pricing AS tenant_pricing \
              FROM api_keys k \
              JOIN tenants t ON t.id = k.tenant_id \

@@ -30,8 +30,8 @@ macro_rules! member_cols {
 }
 macro_rules! key_cols {
     () => {
-        "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, metadata, limits, \
-         expires_at, revoked_at, last_used_at, created_at, updated_at"
+        "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, allowed_tags, metadata, \
+         limits, expires_at, revoked_at, last_used_at, created_at, updated_at"
     };
 }
 macro_rules! credential_cols {
@@ -132,6 +132,7 @@ pub(super) struct KeyRow {
     prefix: String,
     scopes: Json<Vec<KeyScope>>,
     allowed_models: Option<Json<Vec<String>>>,
+    allowed_tags: Json<Vec<String>>,
     metadata: Json<JsonMap>,
     limits: Json<LimitPolicy>,
     expires_at: Option<OffsetDateTime>,
@@ -152,6 +153,7 @@ impl From<KeyRow> for ApiKey {
             prefix: r.prefix,
             scopes: r.scopes.0,
             allowed_models: r.allowed_models.map(|j| j.0),
+            allowed_tags: r.allowed_tags.0,
             metadata: r.metadata.0,
             limits: r.limits.0,
             expires_at: r.expires_at,
@@ -173,6 +175,7 @@ pub(super) struct KeyAuthRow {
     role: Option<String>,
     scopes: Json<Vec<KeyScope>>,
     allowed_models: Option<Json<Vec<String>>>,
+    allowed_tags: Json<Vec<String>>,
     expires_at: Option<OffsetDateTime>,
     revoked_at: Option<OffsetDateTime>,
     policy: Json<TenantPolicy>,
@@ -194,6 +197,7 @@ impl TryFrom<KeyAuthRow> for KeyAuth {
             role: r.role.as_deref().map(role).transpose()?.unwrap_or(MemberRole::Viewer),
             scopes: r.scopes.0,
             allowed_models: r.allowed_models.map(|j| j.0),
+            allowed_tags: r.allowed_tags.0,
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
             tenant_policy: r.policy.0,

@@ -180,6 +180,7 @@ fn new_key(project: ProjectId, owner: MemberId, name: &str) -> NewKey {
         hash: hash(),
         scopes: vec![KeyScope::Inference],
         allowed_models: None,
+        allowed_tags: Vec::new(),
         metadata: JsonMap::new(),
         expires_at: None,
         limits: None,
@@ -692,6 +693,7 @@ pub async fn key_crud_round_trip(store: &Store) {
     let new = NewKey {
         scopes: vec![KeyScope::Inference, KeyScope::Admin],
         allowed_models: Some(vec!["gpt-4o".into(), "claude-sonnet".into()]),
+        allowed_tags: vec!["us-east-1".into(), "eu".into(), "eu".into()],
         metadata: metadata.clone(),
         expires_at: Some(expires),
         ..new_key(p.id, m.id, "ci")
@@ -703,6 +705,8 @@ pub async fn key_crud_round_trip(store: &Store) {
     assert_eq!((k.name.as_str(), k.prefix.as_str()), ("ci", "tg_live_AbCd"));
     assert_eq!(k.scopes, vec![KeyScope::Inference, KeyScope::Admin]);
     assert_eq!(k.allowed_models, Some(vec!["gpt-4o".to_owned(), "claude-sonnet".to_owned()]));
+    // Tags come back sorted and without duplicates, on both stores.
+    assert_eq!(k.allowed_tags, ["eu", "us-east-1"]);
     assert_eq!(k.metadata, metadata);
     assert_eq!(k.expires_at, Some(expires));
     assert_eq!((k.revoked_at, k.last_used_at), (None, None));
@@ -718,6 +722,7 @@ pub async fn key_crud_round_trip(store: &Store) {
             KeyPatch {
                 name: Some("deploy".into()),
                 allowed_models: Some(None),
+                allowed_tags: Some(vec!["apac".into()]),
                 metadata: Some(meta2.clone()),
                 expires_at: Some(None),
             },
@@ -727,6 +732,7 @@ pub async fn key_crud_round_trip(store: &Store) {
         .unwrap();
     assert_eq!(updated.name, "deploy");
     assert_eq!(updated.allowed_models, None);
+    assert_eq!(updated.allowed_tags, ["apac"]);
     assert_eq!(updated.metadata, meta2);
     assert_eq!(updated.expires_at, None);
     assert_eq!(updated.scopes, k.scopes);
@@ -736,6 +742,7 @@ pub async fn key_crud_round_trip(store: &Store) {
     // An empty patch keeps every field; Some(Some(..)) sets an optional one again.
     let same = store.admin.update_key(t.id, k.id, KeyPatch::default(), &actor()).await.unwrap();
     assert_eq!((same.name.as_str(), &same.metadata, same.allowed_models.clone()), ("deploy", &meta2, None));
+    assert_eq!(same.allowed_tags, ["apac"]);
     let again = store
         .admin
         .update_key(
@@ -743,6 +750,7 @@ pub async fn key_crud_round_trip(store: &Store) {
             k.id,
             KeyPatch {
                 allowed_models: Some(Some(vec!["m".into()])),
+                allowed_tags: Some(vec![]),
                 expires_at: Some(Some(expires)),
                 ..KeyPatch::default()
             },
@@ -751,6 +759,8 @@ pub async fn key_crud_round_trip(store: &Store) {
         .await
         .unwrap();
     assert_eq!((again.allowed_models, again.expires_at), (Some(vec!["m".to_owned()]), Some(expires)));
+    assert!(again.allowed_tags.is_empty(), "an empty list lifts the key's tag restriction");
+    assert_eq!(store.admin.get_key(t.id, k.id).await.unwrap().allowed_tags, Vec::<String>::new());
 
     let listed = store.admin.list_keys(t.id, KeyFilter::default(), all()).await.unwrap();
     assert_eq!(listed.data.iter().map(|k| k.id).collect::<Vec<_>>(), vec![k.id]);
@@ -789,6 +799,8 @@ pub async fn key_inputs_are_validated(store: &Store) {
         NewKey { metadata: big.clone(), ..new_key(p, m, "k") },
         NewKey { allowed_models: Some(vec![String::new()]), ..new_key(p, m, "k") },
         NewKey { allowed_models: Some(vec!["m".repeat(201)]), ..new_key(p, m, "k") },
+        NewKey { allowed_tags: vec!["eu".into(), String::new()], ..new_key(p, m, "k") },
+        NewKey { allowed_tags: vec!["t".repeat(65)], ..new_key(p, m, "k") },
         NewKey { name: "  ".into(), ..new_key(p, m, "k") },
         NewKey { name: "x".repeat(201), ..new_key(p, m, "k") },
     ];
@@ -823,6 +835,18 @@ pub async fn key_inputs_are_validated(store: &Store) {
                 t,
                 w.key.id,
                 KeyPatch { name: Some("\u{1b}[31m".into()), ..KeyPatch::default() },
+                &actor()
+            )
+            .await,
+        Invalid
+    );
+    assert_err!(
+        store
+            .admin
+            .update_key(
+                t,
+                w.key.id,
+                KeyPatch { allowed_tags: Some(vec![" ".into()]), ..KeyPatch::default() },
                 &actor()
             )
             .await,
@@ -1033,6 +1057,7 @@ pub async fn authenticate_key_returns_what_auth_needs(store: &Store) {
     let new = NewKey {
         scopes: vec![KeyScope::Admin, KeyScope::Inference],
         allowed_models: Some(vec!["gpt-4o".into()]),
+        allowed_tags: vec!["eu".into()],
         ..new_key(p.id, m.id, "ci")
     };
     let hash = new.hash;
@@ -1042,6 +1067,7 @@ pub async fn authenticate_key_returns_what_auth_needs(store: &Store) {
     assert_eq!(auth.role, MemberRole::Admin);
     assert_eq!(auth.scopes, vec![KeyScope::Admin, KeyScope::Inference]);
     assert_eq!(auth.allowed_models, Some(vec!["gpt-4o".to_owned()]));
+    assert_eq!(auth.allowed_tags, ["eu"]);
     assert_eq!((auth.expires_at, auth.revoked_at), (None, None));
     assert_eq!(auth.tenant_policy, TenantPolicy { byok_only: true, ..TenantPolicy::default() });
     assert_eq!(store.auth.authenticate_key(&self::hash()).await.unwrap(), None);
@@ -1057,8 +1083,19 @@ pub async fn authenticate_key_returns_what_auth_needs(store: &Store) {
         .update_tenant(t.id, TenantPatch { name: None, policy: Some(TenantPolicy::default()) }, &actor())
         .await
         .unwrap();
+    store
+        .admin
+        .update_key(
+            t.id,
+            k.id,
+            KeyPatch { allowed_tags: Some(vec!["us".into()]), ..KeyPatch::default() },
+            &actor(),
+        )
+        .await
+        .unwrap();
     let auth = store.auth.authenticate_key(&hash).await.unwrap().unwrap();
     assert_eq!((auth.role, auth.tenant_policy), (MemberRole::Viewer, TenantPolicy::default()));
+    assert_eq!(auth.allowed_tags, ["us"]);
 }
 
 pub async fn authenticate_key_returns_expired_and_revoked_keys(store: &Store) {

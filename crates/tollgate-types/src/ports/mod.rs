@@ -3,6 +3,7 @@
 
 pub mod limiter;
 pub mod provider;
+pub mod quota;
 pub mod store;
 pub mod usage;
 
@@ -14,3 +15,4 @@ pub use provider::{
     CallCtx, ChunkStream, CompletionStream, ProviderAdapter, ProviderError, ProviderErrorKind,
     parse_retry_after,
 };
+pub use quota::{ProviderQuota, QuotaCell};

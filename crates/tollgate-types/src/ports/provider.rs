@@ -9,6 +9,8 @@ use futures::Stream;
 use crate::{ChatChunk, ChatRequest, ChatResponse, CompletionRequest, CompletionResponse};
 use crate::{EmbeddingsRequest, EmbeddingsResponse};
 
+use super::QuotaCell;
+
 /// A stream of canonical chunks. It ends after the last chunk (usage included); an `Err` item is
 /// the last item and means the upstream failed mid-stream.
 pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError>> + Send>>;
@@ -16,7 +18,8 @@ pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, ProviderError
 /// A stream of legacy completion chunks, passed through from an OpenAI-compatible upstream.
 pub type CompletionStream = Pin<Box<dyn Stream<Item = Result<CompletionResponse, ProviderError>> + Send>>;
 
-/// What one attempt needs beyond the request: which upstream model, and its deadlines.
+/// What one attempt needs beyond the request: which upstream model, its deadlines, and where to
+/// report the upstream's quota.
 #[derive(Debug, Clone)]
 pub struct CallCtx {
     /// The model name the upstream knows (the deployment's `model`, not the client's alias).
@@ -30,6 +33,10 @@ pub struct CallCtx {
     /// Always ask the upstream for token usage, even when the client did not ask for it in the
     /// stream; the adapter reports it as the final chunk.
     pub include_usage: bool,
+    /// Where the adapter leaves what the upstream's rate-limit response headers said (on
+    /// success and on error), for the router to read after the attempt. A fresh
+    /// `QuotaCell::default()` per call; clones of the context share it.
+    pub quota: QuotaCell,
 }
 
 /// One configured upstream (a provider entry of the config: kind, base URL, credentials).

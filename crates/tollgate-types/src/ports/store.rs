@@ -91,6 +91,8 @@ pub struct NewKey {
     pub hash: KeyHash,
     pub scopes: Vec<KeyScope>,
     pub allowed_models: Option<Vec<String>>,
+    /// Deployment tags the key is restricted to (empty: no restriction of its own).
+    pub allowed_tags: Vec<String>,
     pub metadata: JsonMap,
     pub expires_at: Option<OffsetDateTime>,
     /// The key's limits from the start (`None`: no limits).
@@ -102,6 +104,8 @@ pub struct NewKey {
 pub struct KeyPatch {
     pub name: Option<String>,
     pub allowed_models: Option<Option<Vec<String>>>,
+    /// New tag restriction; `Some(vec![])` lifts it.
+    pub allowed_tags: Option<Vec<String>>,
     pub metadata: Option<JsonMap>,
     pub expires_at: Option<Option<OffsetDateTime>>,
 }
