@@ -1,6 +1,7 @@
-//! What goes over the wire to the `tollgate_limiter_v2` functions (`src/limiter.lua`): the
-//! reply of `tollgate_reserve_v2` pinned to [`ReserveOutcome`], and the merging of settle
-//! adjustments before they are sent. Pure code, no I/O.
+//! What goes over the wire to the `tollgate_limiter_v3` functions (`src/limiter.lua`): the
+//! binary arguments of `tollgate_reserve_v3` ([`ReserveArgs`]), its reply pinned to
+//! [`ReserveOutcome`], and the merging of settle adjustments before they are sent. Pure code,
+//! no I/O.
 
 use crate::FastMap;
 use std::collections::hash_map::Entry;
@@ -8,7 +9,42 @@ use std::sync::Arc;
 
 use tollgate_types::ports::{LimitError, LimitKind};
 
-/// One request's part of the `tollgate_reserve_v2` reply, mirrored from `src/limiter.lua`; keep
+/// The `counters` and `requests` arguments of `tollgate_reserve_v3`, little-endian, mirrored
+/// from `src/limiter.lua` (keep both in step): per counter (KEYS entry) its kind byte and its
+/// param (i64); per request its reservation count (i32), then per reservation its 1-based
+/// KEYS index (i32), limit and amount (i64, saturated).
+#[derive(Debug, Default)]
+pub(crate) struct ReserveArgs {
+    pub(crate) counters: Vec<u8>,
+    pub(crate) requests: Vec<u8>,
+}
+
+impl ReserveArgs {
+    pub(crate) fn with_capacity(counters: usize, reservations: usize) -> Self {
+        Self { counters: Vec::with_capacity(counters * 9), requests: Vec::with_capacity(reservations * 24) }
+    }
+
+    /// The next KEYS entry's kind (`w`, `c` or `q`) and param.
+    pub(crate) fn counter(&mut self, kind: &str, param: i64) {
+        self.counters.push(kind.as_bytes().first().copied().unwrap_or(b'?'));
+        self.counters.extend_from_slice(&param.to_le_bytes());
+    }
+
+    /// Starts a request of `n` reservations.
+    pub(crate) fn request(&mut self, n: usize) {
+        self.requests.extend_from_slice(&i32::try_from(n).unwrap_or(i32::MAX).to_le_bytes());
+    }
+
+    /// One reservation of the current request, on the `index`-th (1-based) KEYS entry.
+    pub(crate) fn reservation(&mut self, index: usize, limit: u64, amount: u64) {
+        let int = |v: u64| i64::try_from(v).unwrap_or(i64::MAX).to_le_bytes();
+        self.requests.extend_from_slice(&i32::try_from(index).unwrap_or(i32::MAX).to_le_bytes());
+        self.requests.extend_from_slice(&int(limit));
+        self.requests.extend_from_slice(&int(amount));
+    }
+}
+
+/// One request's part of the `tollgate_reserve_v3` reply, mirrored from `src/limiter.lua`; keep
 /// both in step. The reply is flat integers, per request in order: admitted
 /// `1, remaining_1, reset_us_1, …` (one pair per reservation), refused `0, index (1-based),
 /// retry_after_us`; `-1` stands for "none" in the time fields.
@@ -58,7 +94,7 @@ impl ReserveOutcome {
 /// order in which counters first appear and dropping counters whose deltas cancel out.
 ///
 /// Why: the gateway settles up to 256 requests at once and most of them share counters, so
-/// without merging `tollgate_settle_v2` would load and save one counter hundreds of times.
+/// without merging `tollgate_settle_v3` would load and save one counter hundreds of times.
 /// Sums are the same end state as applying the deltas one by one except where a level would
 /// have been clamped at zero in between (a return then a charge of the same counter): the sum
 /// is then the more exact of the two, since clamping only exists to keep levels non-negative.
@@ -119,6 +155,22 @@ mod tests {
                 ReserveOutcome::Admitted(vec![(4, 4)]),
             ]
         );
+    }
+
+    #[test]
+    fn reserve_args_are_little_endian_and_saturated() {
+        let mut a = ReserveArgs::default();
+        a.counter("w", 60_000_000);
+        a.request(1);
+        a.reservation(1, u64::MAX, 7);
+        let mut counters = vec![b'w'];
+        counters.extend_from_slice(&60_000_000i64.to_le_bytes());
+        assert_eq!(a.counters, counters);
+        let mut requests = 1i32.to_le_bytes().to_vec();
+        requests.extend_from_slice(&1i32.to_le_bytes());
+        requests.extend_from_slice(&i64::MAX.to_le_bytes());
+        requests.extend_from_slice(&7i64.to_le_bytes());
+        assert_eq!(a.requests, requests);
     }
 
     #[test]

@@ -1,12 +1,11 @@
 //! The batching worker behind [`RedisRateLimiter::reserve`](crate::RedisRateLimiter): callers
 //! queue their reservations and wait; the worker sends every request queued at that moment in
-//! one `tollgate_reserve_v2` call and answers each caller, with a few calls in flight at once.
+//! one `tollgate_reserve_v3` call and answers each caller, with a few calls in flight at once.
 //!
 //! It also gives back what Redis admitted for callers that stopped waiting (timed out or were
 //! cancelled), since nobody would ever settle those reservations otherwise.
 
 use crate::FastMap;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use futures::StreamExt as _;
@@ -14,16 +13,16 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 use tollgate_types::ports::{Admission, LimitError, LimitKind, LimitStatus, Reservation};
 
-use crate::wire::ReserveOutcome;
+use crate::wire::{ReserveArgs, ReserveOutcome};
 use crate::{Backend, RESERVE_FN, fcall_cmd, opt_us};
 
 /// Queue bound between callers and the worker; a full queue answers `Unavailable` at once
 /// (Redis is far behind: waiting in line would only time out later).
 pub(crate) const QUEUE: usize = 4096;
-/// Requests per `tollgate_reserve_v2` call: bounds the Lua call's run time (Redis serves no one
+/// Requests per `tollgate_reserve_v3` call: bounds the Lua call's run time (Redis serves no one
 /// else meanwhile) and its argument count.
 const MAX_BATCH: usize = 128;
-/// `tollgate_reserve_v2` calls in flight at once, so one slow round trip does not hold back
+/// `tollgate_reserve_v3` calls in flight at once, so one slow round trip does not hold back
 /// the requests queued behind it. More would not help: Redis runs one script at a time.
 const MAX_IN_FLIGHT: usize = 4;
 
@@ -104,37 +103,35 @@ impl Backend {
         }
     }
 
-    /// One `tollgate_reserve_v2` call for `jobs`, then one answer per caller.
+    /// One `tollgate_reserve_v3` call for `jobs`, then one answer per caller.
     async fn reserve_batch(&self, jobs: Vec<Job>) {
         let now = self.clock.now_utc();
-        // Distinct counters of the batch: (key, kind) -> (1-based index into KEYS, the kind's
-        // name, its parameter); one entry per reservation in `args`.
-        let mut index: FastMap<(&str, LimitKind), (usize, &'static str, i64)> = FastMap::default();
-        let mut keys: Vec<String> = Vec::new();
-        let mut args = Vec::with_capacity(jobs.iter().map(|j| j.reqs.len()).sum());
-        for r in jobs.iter().flat_map(|j| &j.reqs) {
-            let arg = match index.entry((&*r.key, r.kind)) {
-                Entry::Occupied(e) => *e.get(),
-                Entry::Vacant(e) => {
-                    let (key, kind, param) = self.key_of(&r.key, r.kind, now);
-                    keys.push(key);
-                    *e.insert((keys.len(), kind, param))
-                }
-            };
-            args.push(arg);
-        }
-        let mut cmd = fcall_cmd(RESERVE_FN, keys.len());
-        for key in &keys {
-            cmd.arg(key);
-        }
-        cmd.arg(uuid::Uuid::now_v7().simple().to_string());
-        let mut args = args.into_iter();
+        // Distinct counters of the batch, in KEYS order, and each one's 1-based KEYS index.
+        let reservations = jobs.iter().map(|j| j.reqs.len()).sum();
+        let mut index: FastMap<(&Arc<str>, LimitKind), usize> =
+            FastMap::with_capacity_and_hasher(8, foldhash::fast::RandomState::default());
+        let mut distinct: Vec<(&Arc<str>, LimitKind)> = Vec::with_capacity(8);
+        let mut args = ReserveArgs::with_capacity(8, reservations);
         for job in &jobs {
-            cmd.arg(job.reqs.len());
-            for (r, (at, kind, param)) in job.reqs.iter().zip(args.by_ref()) {
-                cmd.arg(at).arg(kind).arg(r.limit).arg(r.amount).arg(param);
+            args.request(job.reqs.len());
+            for r in &job.reqs {
+                let at = *index.entry((&r.key, r.kind)).or_insert_with(|| {
+                    distinct.push((&r.key, r.kind));
+                    distinct.len()
+                });
+                args.reservation(at, r.limit, r.amount);
             }
         }
+        let mut cmd = fcall_cmd(RESERVE_FN, distinct.len());
+        {
+            let mut names = self.names.lock();
+            for &(key, kind) in &distinct {
+                let c = names.counter(key, kind, now);
+                cmd.arg(c.name);
+                args.counter(c.kind, c.param);
+            }
+        }
+        cmd.arg(uuid::Uuid::now_v7().simple().to_string()).arg(&args.counters).arg(&args.requests);
 
         let outcomes: Vec<Result<ReserveOutcome, LimitError>> =
             match self.fcall(&cmd, self.patience()).await.and_then(|raw| {

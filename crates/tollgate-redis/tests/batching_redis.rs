@@ -1,5 +1,5 @@
 //! Batching on the real Redis at `127.0.0.1:6379` (`TOLLGATE_TEST_REDIS_URL` overrides): many
-//! concurrent callers of one limiter share `tollgate_reserve_v2` calls and still get exact
+//! concurrent callers of one limiter share `tollgate_reserve_v3` calls and still get exact
 //! limits, a refused request inside a batch charges nothing, merged settles end where unmerged
 //! ones do, and reservations admitted for callers that gave up are given back. A small TCP proxy
 //! in front of Redis delays its replies and counts the reserve calls, so slow round trips and
@@ -153,7 +153,7 @@ async fn two_hundred_concurrent_reserves_admit_exactly_the_limit() {
 }
 
 /// A TCP proxy in front of Redis: replies are held back by `delay_ms` (each as long, from when
-/// it arrived), and the `tollgate_reserve_v2` calls sent through it are counted.
+/// it arrived), and the `tollgate_reserve_v3` calls sent through it are counted.
 struct SlowProxy {
     url: String,
     delay_ms: Arc<AtomicU64>,
@@ -178,7 +178,7 @@ impl SlowProxy {
                 let (mut sr, mut sw) = server.into_split();
                 let calls = calls.clone();
                 conns.spawn(async move {
-                    const NEEDLE: &[u8] = b"tollgate_reserve_v2";
+                    const NEEDLE: &[u8] = b"tollgate_reserve_v3";
                     let mut buf = vec![0; 64 * 1024];
                     let mut tail: Vec<u8> = Vec::new();
                     while let Ok(n) = cr.read(&mut buf).await {
@@ -314,33 +314,28 @@ async fn a_refused_request_in_a_batch_charges_nothing() {
     assert!((4.99..=5.0).contains(&tpm), "{tpm}");
 }
 
-/// `tollgate_reserve_v2` itself, called by hand: order, all-or-nothing per request, a key twice
+/// `tollgate_reserve_v3` itself, called by hand: order, all-or-nothing per request, a key twice
 /// in one request, unique slot members across requests, one save per key.
 #[tokio::test]
-async fn reserve_v2_decides_each_request_in_order() {
+async fn reserve_v3_decides_each_request_in_order() {
     let ns = Ns::new();
     ns.limiter().await;
     let mut c = redis().await;
     let (w, b, q) = (window("w", 5, 0), budget("b", 100, 0), slot("q", 2));
     let keys = [ns.key(&w), ns.key(&b), ns.key(&q)];
     let h = 3_600_000_000_i64; // the window's period, µs
-    let mut cmd = redis::cmd("FCALL");
-    cmd.arg("tollgate_reserve_v2").arg(3).arg(&keys).arg("tok");
-    // Per reservation: key index, kind, limit, amount, param.
-    type Entry = (i64, &'static str, i64, i64, i64);
-    let requests: &[&[Entry]] = &[
-        &[(1, "w", 5, 3, h), (2, "c", 100, 10, 3600)],
-        &[(2, "c", 100, 10, 3600), (1, "w", 5, 3, h)], // the window is full: refused
-        &[(1, "w", 5, 1, h), (1, "w", 5, 1, h), (3, "q", 2, 1, 600_000_000)], // counts twice
-        &[(3, "q", 2, 2, 600_000_000)],                // one slot left of two: refused
-        &[(3, "q", 2, 1, 600_000_000), (2, "c", 100, 80, 3600)],
+    // Per counter (KEYS entry): kind, param.
+    let counters = pack_counters(&[(b'w', h), (b'c', 3600), (b'q', 600_000_000)]);
+    // Per reservation: key index, limit, amount.
+    let requests: &[&[(i32, i64, i64)]] = &[
+        &[(1, 5, 3), (2, 100, 10)],
+        &[(2, 100, 10), (1, 5, 3)],         // the window is full: refused
+        &[(1, 5, 1), (1, 5, 1), (3, 2, 1)], // the window counts twice
+        &[(3, 2, 2)],                       // one slot left of two: refused
+        &[(3, 2, 1), (2, 100, 80)],
     ];
-    for req in requests {
-        cmd.arg(req.len());
-        for &(at, kind, limit, amount, param) in *req {
-            cmd.arg(at).arg(kind).arg(limit).arg(amount).arg(param);
-        }
-    }
+    let mut cmd = redis::cmd("FCALL");
+    cmd.arg("tollgate_reserve_v3").arg(3).arg(&keys).arg("tok").arg(&counters).arg(pack_requests(requests));
     // Another test (functions_are_loaded_on_demand) may delete the library meanwhile.
     let reply: Vec<i64> = match cmd.query_async(&mut c).await {
         Err(e) if e.to_string().contains("Function not found") => {
@@ -366,6 +361,53 @@ async fn reserve_v2_decides_each_request_in_order() {
     assert!((3600 + 86_400 - 5..=3600 + 86_400).contains(&ttl), "{ttl}");
     let pttl: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut c).await.unwrap();
     assert!((3_600_000..=3_601_000).contains(&pttl), "{pttl}");
+}
+
+fn pack_counters(counters: &[(u8, i64)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for &(kind, param) in counters {
+        out.push(kind);
+        out.extend_from_slice(&param.to_le_bytes());
+    }
+    out
+}
+
+fn pack_requests(requests: &[&[(i32, i64, i64)]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for req in requests {
+        out.extend_from_slice(&i32::try_from(req.len()).unwrap().to_le_bytes());
+        for &(at, limit, amount) in *req {
+            out.extend_from_slice(&at.to_le_bytes());
+            out.extend_from_slice(&limit.to_le_bytes());
+            out.extend_from_slice(&amount.to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Malformed binary arguments are an error reply, never a partial charge.
+#[tokio::test]
+async fn reserve_v3_refuses_malformed_arguments() {
+    let ns = Ns::new();
+    ns.limiter().await;
+    let mut c = redis().await;
+    let w = window("w", 5, 0);
+    let keys = [ns.key(&w)];
+    let good_counters = pack_counters(&[(b'w', 3_600_000_000)]);
+    let good = pack_requests(&[&[(1, 5, 1)]]);
+    let cases: [(Vec<u8>, Vec<u8>); 4] = [
+        (pack_counters(&[(b'x', 1)]), good.clone()), // unknown kind
+        (good_counters.clone(), good[..good.len() - 3].to_vec()), // cut short
+        (good_counters.clone(), pack_requests(&[&[(2, 5, 1)]])), // no such key
+        (good_counters[..4].to_vec(), good.clone()), // counters cut short
+    ];
+    for (counters, requests) in cases {
+        let mut cmd = redis::cmd("FCALL");
+        cmd.arg("tollgate_reserve_v3").arg(1).arg(&keys).arg("tok").arg(counters).arg(requests);
+        let reply: redis::RedisResult<Vec<i64>> = cmd.query_async(&mut c).await;
+        assert!(reply.is_err(), "{reply:?}");
+    }
+    assert_eq!(level(&mut c, &ns, &w).await, 0.0, "nothing was charged");
 }
 
 /// One settle with repeated counters (merged before sending) ends where settling the same
@@ -495,10 +537,46 @@ async fn an_answer_left_unread_is_given_back() {
     l.reserve(&reqs).await.unwrap();
 }
 
+/// During a rolling deploy nodes of the previous version call `tollgate_reserve_v2`
+/// (`tests/fixtures/limiter_v2.lua`, the library as it shipped) on the same keys: both versions
+/// read what the other wrote.
+#[tokio::test]
+async fn v2_and_v3_nodes_share_one_limit() {
+    let ns = Ns::new();
+    let l = ns.limiter().await;
+    let mut c = redis().await;
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(include_str!("fixtures/limiter_v2.lua"))
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let (b, s) = (budget("b", 100, 30), slot("s", 3));
+    let reqs = [window("w", 4, 1), b.clone(), s.clone()];
+    l.reserve(&reqs).await.unwrap();
+    // A v2 node takes the same three counters once more: token, one request of three
+    // reservations, each (key index, kind, limit, amount, param).
+    let mut v2 = redis::cmd("FCALL");
+    v2.arg("tollgate_reserve_v2").arg(3).arg(reqs.iter().map(|r| ns.key(r)).collect::<Vec<_>>());
+    v2.arg("v2-node").arg(3);
+    v2.arg(&["1", "w", "4", "1", "3600000000"]).arg(&["2", "c", "100", "30", "3600"]);
+    v2.arg(&["3", "q", "3", "1", "600000000"]);
+    let reply: Vec<i64> = v2.query_async(&mut c).await.unwrap();
+    assert_eq!((reply[0], reply[1], reply[3], reply[5]), (1, 2, 40, 1), "{reply:?}");
+    let a = l.reserve(&reqs).await.unwrap();
+    let left: Vec<u64> = a.limits.iter().map(|s| s.remaining).collect();
+    assert_eq!(left, vec![1, 10, 0]);
+    assert!(matches!(l.reserve(std::slice::from_ref(&s)).await, Err(LimitError::Exceeded { .. })));
+    l.settle(&[adj(&s, -3), adj(&b, -90)]).await.unwrap();
+    assert_eq!(level(&mut c, &ns, &s).await, 0.0);
+    assert_eq!(level(&mut c, &ns, &b).await, 0.0);
+}
+
 /// During a rolling deploy old nodes call `tollgate_reserve_v1` (`tests/fixtures/limiter_v1.lua`,
 /// the library as it shipped) on the same keys: both versions read what the other wrote.
 #[tokio::test]
-async fn v1_and_v2_nodes_share_one_limit() {
+async fn v1_and_v3_nodes_share_one_limit() {
     let ns = Ns::new();
     let l = ns.limiter().await;
     let mut c = redis().await;
