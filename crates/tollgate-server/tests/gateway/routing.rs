@@ -68,6 +68,15 @@ models:
     deployments:
       - { provider: compat, model: "strict~error_code=content_policy_violation", name: strict }
       - { provider: compat, model: never-tried, name: other }
+  gauntlet:
+    routing: { strategy: weighted, max_attempts: 8 }
+    deployments:
+      - { provider: compat, model: "g~garbage", name: garbage }
+      - { provider: compat, model: "h~hang", name: hang, timeouts: { first_byte: 150ms } }
+      - { provider: compat, model: "r~status=429,retry_after=1", name: limited }
+      - { provider: compat, model: "f~fail_rate=0.5,status=503", name: flaky }
+      - { provider: compat, model: "c~disconnect_after=0", name: cut }
+      - { provider: compat, model: ok, name: ok }
   hedged:
     routing: { strategy: ordered, hedge_after: 60ms }
     deployments:
@@ -457,5 +466,60 @@ models:
         };
         assert!((headroom("tight") - 0.005).abs() < 1e-9, "{entry}");
         assert!((headroom("roomy") - 0.999).abs() < 1e-9, "{entry}");
+    }
+}
+
+/// Every fault the mock can play at once — garbage bodies, a hang, 429 with Retry-After, 503s by
+/// rate, streams cut before their first chunk — next to one healthy deployment: every request,
+/// plain and streamed, is answered, and every faulty deployment was tried.
+#[tokio::test]
+async fn every_fault_at_once_with_one_healthy_deployment_still_answers_everything() {
+    let h = Harness::start(CONFIG).await;
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let (base, http) = (h.base.clone(), h.http.clone());
+        #[expect(clippy::disallowed_methods, reason = "concurrent clients of the test server")]
+        tasks.push(tokio::spawn(async move {
+            let mut answered = 0;
+            for _ in 0..10 {
+                let stream = t % 2 == 0;
+                let body = json!({"model": "gauntlet", "stream": stream, "messages": [{"role": "user", "content": "hi"}]});
+                let resp = http
+                    .post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(KEY)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "stream: {stream}");
+                // Flaky answers half the time; the cut deployment only breaks streams.
+                let served = header(&resp, "x-tollgate-deployment");
+                let can_answer: &[&str] = if stream { &["ok", "flaky"] } else { &["ok", "flaky", "cut"] };
+                assert!(can_answer.contains(&served.as_str()), "served by {served} (stream: {stream})");
+                if stream {
+                    let data = crate::harness::sse_data(resp).await;
+                    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+                } else {
+                    let body: Value = resp.json().await.unwrap();
+                    assert_eq!(body["object"], "chat.completion");
+                }
+                answered += 1;
+            }
+            answered
+        }));
+    }
+    let mut answered = 0;
+    for t in tasks {
+        answered += t.await.unwrap();
+    }
+    assert_eq!(answered, 60);
+    for model in [
+        "g~garbage",
+        "h~hang",
+        "r~status=429,retry_after=1",
+        "f~fail_rate=0.5,status=503",
+        "c~disconnect_after=0",
+    ] {
+        assert!(hits(&h, model) > 0, "{model} was never tried");
     }
 }
