@@ -10,6 +10,7 @@ pub mod admin;
 pub mod alerts;
 pub mod auth;
 pub mod byok;
+pub mod cache;
 pub mod config;
 pub mod env;
 pub mod limits;

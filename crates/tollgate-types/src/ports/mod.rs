@@ -1,12 +1,14 @@
 //! The ports the pipeline talks to. Concrete implementations live in other crates; only the
 //! binary knows them all.
 
+pub mod cache;
 pub mod limiter;
 pub mod provider;
 pub mod quota;
 pub mod store;
 pub mod usage;
 
+pub use cache::{CacheError, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter};
 pub use limiter::{
     Adjustment, Admission, BudgetPeriod, Clock, LimitError, LimitKind, LimitStatus, ManualClock, RateLimiter,
     Reservation, SystemClock,
