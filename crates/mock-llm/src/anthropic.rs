@@ -428,6 +428,13 @@ fn stream_answer(conv: &Conversation, reply: &Reply, input: u64, output: u64, kn
 mod tests {
     use super::*;
 
+    /// A raw `POST /v1/messages` saying "hi" to `model` (knob suffix included).
+    async fn post_hi(mock: &crate::MockLlm, model: &str) -> crate::core::raw::RawResponse {
+        let body = json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        crate::core::raw::post(mock.addr, PATH, &[("anthropic-version", "2023-06-01")], &body.to_string())
+            .await
+    }
+
     fn body(messages: Value) -> Value {
         json!({"model": "claude", "max_tokens": 100, "messages": messages})
     }
@@ -466,12 +473,7 @@ mod tests {
     #[tokio::test]
     async fn error_codes_become_anthropics_invalid_request_errors() {
         let mock = crate::MockLlm::start().await.unwrap();
-        let post = async |model: &str| {
-            let body =
-                json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
-            crate::core::raw::post(mock.addr, PATH, &[("anthropic-version", "2023-06-01")], &body.to_string())
-                .await
-        };
+        let post = async |model: &str| post_hi(&mock, model).await;
         let r = post("claude~error_code=context_length_exceeded").await;
         let b = r.json();
         assert_eq!((r.status, b["type"].as_str()), (400, Some("error")));
@@ -486,12 +488,7 @@ mod tests {
     #[tokio::test]
     async fn every_answer_carries_anthropics_rate_limit_headers() {
         let mock = crate::MockLlm::start().await.unwrap();
-        let post = async |model: &str| {
-            let body =
-                json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
-            crate::core::raw::post(mock.addr, PATH, &[("anthropic-version", "2023-06-01")], &body.to_string())
-                .await
-        };
+        let post = async |model: &str| post_hi(&mock, model).await;
         let r = post("claude~ratelimit_limit=50,ratelimit_remaining=10").await;
         assert_eq!(r.status, 200);
         for (name, value) in [

@@ -537,72 +537,51 @@ async fn an_answer_left_unread_is_given_back() {
     l.reserve(&reqs).await.unwrap();
 }
 
-/// During a rolling deploy nodes of the previous version call `tollgate_reserve_v2`
-/// (`tests/fixtures/limiter_v2.lua`, the library as it shipped) on the same keys: both versions
-/// read what the other wrote.
+/// During a rolling deploy nodes of earlier versions call `tollgate_reserve_v1` or `_v2`
+/// (`tests/fixtures/`, the libraries as they shipped) on the same keys: every version reads what
+/// the others wrote.
 #[tokio::test]
-async fn v2_and_v3_nodes_share_one_limit() {
-    let ns = Ns::new();
-    let l = ns.limiter().await;
-    let mut c = redis().await;
-    let _: String = redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg("REPLACE")
-        .arg(include_str!("fixtures/limiter_v2.lua"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let (b, s) = (budget("b", 100, 30), slot("s", 3));
-    let reqs = [window("w", 4, 1), b.clone(), s.clone()];
-    l.reserve(&reqs).await.unwrap();
-    // A v2 node takes the same three counters once more: token, one request of three
-    // reservations, each (key index, kind, limit, amount, param).
-    let mut v2 = redis::cmd("FCALL");
-    v2.arg("tollgate_reserve_v2").arg(3).arg(reqs.iter().map(|r| ns.key(r)).collect::<Vec<_>>());
-    v2.arg("v2-node").arg(3);
-    v2.arg(&["1", "w", "4", "1", "3600000000"]).arg(&["2", "c", "100", "30", "3600"]);
-    v2.arg(&["3", "q", "3", "1", "600000000"]);
-    let reply: Vec<i64> = v2.query_async(&mut c).await.unwrap();
-    assert_eq!((reply[0], reply[1], reply[3], reply[5]), (1, 2, 40, 1), "{reply:?}");
-    let a = l.reserve(&reqs).await.unwrap();
-    let left: Vec<u64> = a.limits.iter().map(|s| s.remaining).collect();
-    assert_eq!(left, vec![1, 10, 0]);
-    assert!(matches!(l.reserve(std::slice::from_ref(&s)).await, Err(LimitError::Exceeded { .. })));
-    l.settle(&[adj(&s, -3), adj(&b, -90)]).await.unwrap();
-    assert_eq!(level(&mut c, &ns, &s).await, 0.0);
-    assert_eq!(level(&mut c, &ns, &b).await, 0.0);
-}
-
-/// During a rolling deploy old nodes call `tollgate_reserve_v1` (`tests/fixtures/limiter_v1.lua`,
-/// the library as it shipped) on the same keys: both versions read what the other wrote.
-#[tokio::test]
-async fn v1_and_v3_nodes_share_one_limit() {
-    let ns = Ns::new();
-    let l = ns.limiter().await;
-    let mut c = redis().await;
-    let _: String = redis::cmd("FUNCTION")
-        .arg("LOAD")
-        .arg("REPLACE")
-        .arg(include_str!("fixtures/limiter_v1.lua"))
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let (b, s) = (budget("b", 100, 30), slot("s", 3));
-    let reqs = [window("w", 4, 1), b.clone(), s.clone()];
-    l.reserve(&reqs).await.unwrap();
-    // An old node takes the same three counters once more.
-    let mut v1 = redis::cmd("FCALL");
-    v1.arg("tollgate_reserve_v1").arg(3).arg(reqs.iter().map(|r| ns.key(r)).collect::<Vec<_>>());
-    v1.arg("old-node").arg(&["w", "4", "1", "3600000000"]).arg(&["c", "100", "30", "3600"]);
-    v1.arg(&["q", "3", "1", "600000000"]);
-    let reply: Vec<i64> = v1.query_async(&mut c).await.unwrap();
-    assert_eq!((reply[0], reply[3], reply[5], reply[7]), (1, 2, 40, 1), "{reply:?}");
-    // The new node sees both: the budget has 40 left, one slot is free, two window units left.
-    let a = l.reserve(&reqs).await.unwrap();
-    let left: Vec<u64> = a.limits.iter().map(|s| s.remaining).collect();
-    assert_eq!(left, vec![1, 10, 0]);
-    assert!(matches!(l.reserve(std::slice::from_ref(&s)).await, Err(LimitError::Exceeded { .. })));
-    l.settle(&[adj(&s, -3), adj(&b, -90)]).await.unwrap();
-    assert_eq!(level(&mut c, &ns, &s).await, 0.0);
-    assert_eq!(level(&mut c, &ns, &b).await, 0.0);
+async fn nodes_of_earlier_versions_share_one_limit() {
+    for old in [1, 2] {
+        let ns = Ns::new();
+        let l = ns.limiter().await;
+        let mut c = redis().await;
+        let library = if old == 1 {
+            include_str!("fixtures/limiter_v1.lua")
+        } else {
+            include_str!("fixtures/limiter_v2.lua")
+        };
+        let _: String =
+            redis::cmd("FUNCTION").arg("LOAD").arg("REPLACE").arg(library).query_async(&mut c).await.unwrap();
+        let (b, s) = (budget("b", 100, 30), slot("s", 3));
+        let reqs = [window("w", 4, 1), b.clone(), s.clone()];
+        l.reserve(&reqs).await.unwrap();
+        // The old node takes the same three counters once more. v1: token, then (kind, limit,
+        // amount, param) per reservation; v2: token, one request of three, each with its key
+        // index first. Both reply 1, then (remaining, reset) pairs (v1 with an extra value first).
+        let keys: Vec<String> = reqs.iter().map(|r| ns.key(r)).collect();
+        let mut cmd = redis::cmd("FCALL");
+        let remaining_at = if old == 1 {
+            cmd.arg("tollgate_reserve_v1").arg(3).arg(&keys).arg("old-node");
+            cmd.arg(&["w", "4", "1", "3600000000"]).arg(&["c", "100", "30", "3600"]);
+            cmd.arg(&["q", "3", "1", "600000000"]);
+            [3, 5, 7]
+        } else {
+            cmd.arg("tollgate_reserve_v2").arg(3).arg(&keys).arg("old-node").arg(3);
+            cmd.arg(&["1", "w", "4", "1", "3600000000"]).arg(&["2", "c", "100", "30", "3600"]);
+            cmd.arg(&["3", "q", "3", "1", "600000000"]);
+            [1, 3, 5]
+        };
+        let reply: Vec<i64> = cmd.query_async(&mut c).await.unwrap();
+        let left: Vec<i64> = remaining_at.iter().map(|&i| reply[i]).collect();
+        assert_eq!((reply[0], left), (1, vec![2, 40, 1]), "v{old}: {reply:?}");
+        // The new node sees both: the budget has 10 left, no slot is free, one window unit left.
+        let a = l.reserve(&reqs).await.unwrap();
+        let left: Vec<u64> = a.limits.iter().map(|s| s.remaining).collect();
+        assert_eq!(left, vec![1, 10, 0], "v{old}");
+        assert!(matches!(l.reserve(std::slice::from_ref(&s)).await, Err(LimitError::Exceeded { .. })));
+        l.settle(&[adj(&s, -3), adj(&b, -90)]).await.unwrap();
+        assert_eq!(level(&mut c, &ns, &s).await, 0.0);
+        assert_eq!(level(&mut c, &ns, &b).await, 0.0);
+    }
 }
