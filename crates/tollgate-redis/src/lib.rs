@@ -37,7 +37,11 @@
 //!   (Redis far behind) is `Unavailable` at once.
 //! - All keys of one call must live on one node: this is for a single Redis (or a primary with
 //!   replicas), not Redis Cluster.
+//!
+//! The crate also holds the exact response cache shared by every node, [`RedisCacheStore`]
+//! (`src/cache.rs`).
 
+pub mod cache;
 mod keys;
 mod wire;
 mod worker;
@@ -54,6 +58,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 use tollgate_types::ports::{Adjustment, Admission, Clock, LimitError, LimitKind, RateLimiter, Reservation};
 
+pub use crate::cache::{RedisCacheConfig, RedisCacheStore};
 use crate::keys::KeyNames;
 use crate::worker::{Answer, Job, Work};
 

@@ -2,7 +2,8 @@
 //!
 //! Use: `tollgate_core::cache_contract!(factory())` where `factory()` is a future yielding a
 //! [`Fixture`]: the store, the byte bound it was built with, and a guard dropped at the end of
-//! the test. The macro expands to one multi-threaded `#[tokio::test]` per function below, so a
+//! the test (or `cache_contract!(factory(), size_bound: bounded())` when only a dedicated store
+//! is bounded, see the macro). The macro expands to one multi-threaded `#[tokio::test]` per function below, so a
 //! failure names the rule that broke. Every test uses fresh tenant ids, so tests run in parallel
 //! on one shared backend. TTLs run on real time (short TTLs), since a remote backend keeps its
 //! own clock.
@@ -32,9 +33,17 @@ pub struct Fixture {
 
 /// Expands to one `#[tokio::test]` per contract function, each on a fresh fixture from
 /// `$factory` (an expression evaluating to a future of [`Fixture`]).
+///
+/// A backend whose size bound is not the store's own setting (Redis: the server's `maxmemory`)
+/// names a second factory for the size test: `cache_contract!(shared(), size_bound: bounded())`.
+/// Every other test runs on `$factory`; the list of tests stays in this one place.
 #[macro_export]
 macro_rules! cache_contract {
     ($factory:expr) => {
+        $crate::cache_contract!($factory, size_bound: $factory);
+    };
+    ($factory:expr, size_bound: $bounded:expr) => {
+        $crate::cache_contract!(@tests $bounded; size_bound_evicts);
         $crate::cache_contract!(@tests $factory;
             put_then_get_round_trips,
             unknown_key_is_a_miss,
@@ -45,7 +54,6 @@ macro_rules! cache_contract {
             purge_by_tenant_removes_only_that_tenant,
             purge_by_alias,
             purge_by_age,
-            size_bound_evicts,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {

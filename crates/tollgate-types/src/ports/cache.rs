@@ -2,7 +2,7 @@
 //! writes when a request settles.
 //!
 //! One [`CacheStore`] trait with an in-process implementation
-//! (`tollgate_core::cache::MemoryCacheStore`, single node) and, in a later slice, a Redis one
+//! (`tollgate_core::cache::MemoryCacheStore`, single node) and, in `tollgate_redis::cache`, a Redis one
 //! shared by every node; both pass one contract suite (`tollgate_core::cache_contract!`).
 //!
 //! Tenancy is built into the key: a [`CacheKey`] cannot be made without a [`TenantId`]. The
@@ -171,14 +171,13 @@ pub struct CacheStats {
     pub bytes: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use uuid::Uuid;
-
-    fn entry(alias: &str, created_at: OffsetDateTime) -> CachedResponse {
-        CachedResponse {
-            response: ChatResponse {
+#[cfg(any(test, feature = "test-util"))]
+impl CachedResponse {
+    /// An empty answer of `alias` stored at `created_at` (1 + 2 tokens, cost 3): the fixture the
+    /// crates' tests adjust with struct-update syntax.
+    pub fn sample(alias: &str, created_at: OffsetDateTime) -> Self {
+        Self {
+            response: crate::ChatResponse {
                 id: "c".into(),
                 object: "chat.completion".into(),
                 created: 0,
@@ -191,10 +190,20 @@ mod tests {
             alias: alias.into(),
             deployment: "d".into(),
             provider: "openai".into(),
-            usage: Usage::new(1, 2, None),
+            usage: crate::Usage::new(1, 2, None),
             cost_nanodollars: 3,
             created_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn entry(alias: &str, created_at: OffsetDateTime) -> CachedResponse {
+        CachedResponse::sample(alias, created_at)
     }
 
     #[test]
