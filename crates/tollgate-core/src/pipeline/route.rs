@@ -231,17 +231,22 @@ impl Gateway {
                             // The hedge goes to the next deployment in this alias's order that
                             // the request may use; it is taken out of the order once started.
                             let start_hedge = || {
-                                let (at, d, adapter) =
-                                    order[next..].iter().enumerate().find_map(|(k, slot)| {
-                                        let d = alias.deployments.get(*slot)?;
-                                        let adapter = self.adapter_for(&tenant, d)?;
-                                        (!spent.contains(&d.index)).then_some((next + k, d, adapter))
-                                    })?;
                                 let now = Instant::now();
                                 if budget.expired(now) {
                                     return None;
                                 }
-                                let probe = admit(d, now, &mut None)?;
+                                // Skipped here (cooling down, open, no credential) is not taken
+                                // out of the order: the round still gets to it as usual.
+                                let (at, d, adapter, probe) =
+                                    order[next..].iter().enumerate().find_map(|(k, slot)| {
+                                        let d = alias.deployments.get(*slot)?;
+                                        if spent.contains(&d.index) {
+                                            return None;
+                                        }
+                                        let adapter = self.adapter_for(&tenant, d)?;
+                                        let probe = admit(d, now, &mut None)?;
+                                        Some((next + k, d, adapter, probe))
+                                    })?;
                                 order.remove(at);
                                 budget.attempts_left -= 1;
                                 let t = Try { d: d.clone(), probe, started: now };

@@ -82,6 +82,12 @@ models:
     deployments:
       - { provider: compat, model: "laggard~latency_ms=1500,ttft_ms=1500", name: laggard }
       - { provider: compat, model: brisk, name: brisk }
+  hedge_skips:
+    routing: { strategy: ordered, hedge_after: 50ms }
+    deployments:
+      - { provider: compat, model: "dawdler~latency_ms=1500", name: dawdler }
+      - { provider: compat, model: "crowded~status=429,retry_after=30", name: crowded }
+      - { provider: compat, model: nimble, name: nimble }
   hedged_unneeded:
     routing: { strategy: ordered, hedge_after: 500ms }
     deployments:
@@ -522,4 +528,20 @@ async fn every_fault_at_once_with_one_healthy_deployment_still_answers_everythin
     ] {
         assert!(hits(&h, model) > 0, "{model} was never tried");
     }
+}
+
+#[tokio::test]
+async fn a_hedge_skips_a_deployment_that_cools_down_and_takes_the_next() {
+    let h = Harness::start(CONFIG).await;
+    // The first request's hedge meets the 429 and puts `crowded` in its cooldown; the request's
+    // own deadline ends it early.
+    let first = chat_with(&h, hello("hedge_skips"), &[("x-tollgate-timeout", "300ms")]).await;
+    assert_eq!(first.status(), 504, "{}", first.text().await.unwrap());
+    assert_eq!(hits(&h, "crowded~status=429,retry_after=30"), 1);
+    let started = Instant::now();
+    let resp = h.chat(hello("hedge_skips")).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tollgate-deployment"), "nimble", "the hedge passed over the cooling one");
+    assert!(started.elapsed() < Duration::from_millis(1000), "took {:?}", started.elapsed());
+    assert_eq!(hits(&h, "crowded~status=429,retry_after=30"), 1);
 }
