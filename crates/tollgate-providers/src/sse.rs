@@ -43,10 +43,11 @@ pub fn decode<D: StreamDecoder>(
     deadlines: Deadlines,
 ) -> DecodedStream<D::Item> {
     let events = eventsource_stream::Eventsource::eventsource(response.bytes_stream());
-    let state = DecodeState { events, decoder, pending: VecDeque::new(), finished: false };
+    let state = DecodeState { events, decoder, pending: VecDeque::new(), finished: false, yielded: false };
     Box::pin(futures::stream::unfold(state, move |mut st| async move {
         loop {
             if let Some(item) = st.pending.pop_front() {
+                st.yielded = true;
                 return Some((item, st));
             }
             if st.finished {
@@ -55,9 +56,17 @@ pub fn decode<D: StreamDecoder>(
             let next = if st.decoder.is_done() {
                 None
             } else {
-                match timeout_at(deadlines.total, st.events.next()).await {
+                // Until the first chunk the first-byte deadline holds (time to first token): an
+                // upstream that sends its headers at once and then nothing is as stuck as one
+                // that sends nothing, and the router can still try another deployment.
+                let (deadline, what) = if st.yielded {
+                    (deadlines.total, "the stream did not complete before the total deadline")
+                } else {
+                    (deadlines.first_byte, "no first chunk before the first-byte deadline")
+                };
+                match timeout_at(deadline, st.events.next()).await {
                     Err(_) => {
-                        st.fail(timeout(provider, "the stream did not complete before the total deadline"));
+                        st.fail(timeout(provider, what));
                         continue;
                     }
                     Ok(next) => next,
@@ -92,6 +101,8 @@ struct DecodeState<E, D, I> {
     decoder: D,
     pending: VecDeque<Result<I, ProviderError>>,
     finished: bool,
+    /// An item went out: from then on only the total deadline applies.
+    yielded: bool,
 }
 
 impl<E, D, I> DecodeState<E, D, I> {

@@ -43,6 +43,11 @@ pub struct RouteControls {
     pub tags: Vec<String>,
     /// `x-tollgate-timeout`: bound on the whole request, replacing the alias's deadline.
     pub timeout: Option<Duration>,
+    /// `x-tollgate-first-byte-timeout`: bound on each attempt's wait for the upstream's first
+    /// byte (response headers; for a stream, its first chunk follows them), shortening the
+    /// deployments' own `timeouts.first_byte` (never lengthening it). A deployment that misses it
+    /// fails that attempt as a timeout and the request moves on.
+    pub first_byte_timeout: Option<Duration>,
 }
 
 /// Why the request moved to another alias.
@@ -453,7 +458,12 @@ impl Gateway {
         let call_ctx = CallCtx {
             upstream_model: d.upstream_model.clone(),
             request_id: ctx.request_id.clone(),
-            first_byte_timeout: bounded(d.timeouts.first_byte, remaining),
+            first_byte_timeout: bounded(
+                ctx.controls
+                    .first_byte_timeout
+                    .map_or(d.timeouts.first_byte, |t| t.min(d.timeouts.first_byte)),
+                remaining,
+            ),
             total_timeout: bounded(d.timeouts.total, remaining),
             include_usage: true,
             quota: QuotaCell::default(),

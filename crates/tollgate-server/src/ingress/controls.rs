@@ -1,5 +1,5 @@
 //! The client's routing headers (`docs/routing.md`): turn fallbacks off, pin deployment tags,
-//! bound the whole request. A malformed value is a 400 naming the header, never ignored: a
+//! bound the whole request and each attempt's wait for its first byte. A malformed value is a 400 naming the header, never ignored: a
 //! client that asked for EU-only deployments must not silently get any deployment.
 
 use std::time::Duration;
@@ -15,6 +15,7 @@ use crate::errors::ApiError;
 pub const FALLBACKS_HEADER: &str = "x-tollgate-fallbacks";
 pub const TAGS_HEADER: &str = "x-tollgate-tags";
 pub const TIMEOUT_HEADER: &str = "x-tollgate-timeout";
+pub const FIRST_BYTE_TIMEOUT_HEADER: &str = "x-tollgate-first-byte-timeout";
 
 /// Longest `x-tollgate-timeout` accepted.
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -62,7 +63,16 @@ fn parse(headers: &HeaderMap) -> Result<RouteControls, GatewayError> {
             bad(TIMEOUT_HEADER, "must be a duration like `30s`, `1500ms`, `2m` or seconds, from 1ms to 1h")
         })?),
     };
-    Ok(RouteControls { no_fallbacks, tags, timeout })
+    let first_byte_timeout = match text(FIRST_BYTE_TIMEOUT_HEADER)? {
+        None => None,
+        Some(v) => Some(duration(v).ok_or_else(|| {
+            bad(
+                FIRST_BYTE_TIMEOUT_HEADER,
+                "must be a duration like `5s`, `800ms`, `1m` or seconds, from 1ms to 1h",
+            )
+        })?),
+    };
+    Ok(RouteControls { no_fallbacks, tags, timeout, first_byte_timeout })
 }
 
 /// `30` (seconds), `30s`, `1500ms`, `2m`.
@@ -103,6 +113,7 @@ mod tests {
             (FALLBACKS_HEADER, "off"),
             (TAGS_HEADER, "eu, fast"),
             (TIMEOUT_HEADER, "1500ms"),
+            (FIRST_BYTE_TIMEOUT_HEADER, "800ms"),
         ]))
         .unwrap();
         assert_eq!(
@@ -110,7 +121,8 @@ mod tests {
             RouteControls {
                 no_fallbacks: true,
                 tags: vec!["eu".into(), "fast".into()],
-                timeout: Some(Duration::from_millis(1500))
+                timeout: Some(Duration::from_millis(1500)),
+                first_byte_timeout: Some(Duration::from_millis(800)),
             }
         );
         assert_eq!(
@@ -128,6 +140,8 @@ mod tests {
             (TIMEOUT_HEADER, "soon"),
             (TIMEOUT_HEADER, "0"),
             (TIMEOUT_HEADER, "2h"),
+            (FIRST_BYTE_TIMEOUT_HEADER, "fast"),
+            (FIRST_BYTE_TIMEOUT_HEADER, "0ms"),
         ] {
             let err = parse(&headers(&[(h, v)])).unwrap_err();
             assert!(err.message.contains(h), "{h}: {v}: {}", err.message);

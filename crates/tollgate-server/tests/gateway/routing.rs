@@ -88,6 +88,14 @@ models:
       - { provider: compat, model: "dawdler~latency_ms=1500", name: dawdler }
       - { provider: compat, model: "crowded~status=429,retry_after=30", name: crowded }
       - { provider: compat, model: nimble, name: nimble }
+  first_token:
+    routing: { strategy: ordered }
+    deployments:
+      - { provider: compat, model: "mute~ttft_ms=800", name: mute, timeouts: { first_byte: 200ms } }
+      - { provider: compat, model: prompt-two, name: prompt-two }
+  leisurely:
+    routing: { max_attempts: 1 }
+    deployments: [ { provider: compat, model: "leisurely~latency_ms=400", name: leisurely } ]
   hedged_unneeded:
     routing: { strategy: ordered, hedge_after: 500ms }
     deployments:
@@ -544,4 +552,38 @@ async fn a_hedge_skips_a_deployment_that_cools_down_and_takes_the_next() {
     assert_eq!(header(&resp, "x-tollgate-deployment"), "nimble", "the hedge passed over the cooling one");
     assert!(started.elapsed() < Duration::from_millis(1000), "took {:?}", started.elapsed());
     assert_eq!(hits(&h, "crowded~status=429,retry_after=30"), 1);
+}
+
+#[tokio::test]
+async fn a_stream_without_a_first_chunk_by_the_first_byte_deadline_moves_on() {
+    let h = Harness::start(CONFIG).await;
+    let started = Instant::now();
+    let resp = h
+        .chat(
+            json!({"model": "first_token", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(header(&resp, "x-tollgate-deployment"), "prompt-two");
+    assert_eq!(header(&resp, "x-tollgate-attempts"), "2");
+    let data = crate::harness::sse_data(resp).await;
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    // Headers came at once; the first chunk would have taken 800 ms.
+    assert!(started.elapsed() < Duration::from_millis(700), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn the_first_byte_timeout_header_shortens_each_attempts_wait() {
+    let h = Harness::start(CONFIG).await;
+    assert_eq!(
+        h.chat(hello("leisurely")).await.status(),
+        200,
+        "400 ms is within the deployment's own timeout"
+    );
+    let started = Instant::now();
+    let resp = chat_with(&h, hello("leisurely"), &[("x-tollgate-first-byte-timeout", "100ms")]).await;
+    assert_eq!(resp.status(), 504, "{}", resp.text().await.unwrap());
+    assert!(started.elapsed() < Duration::from_millis(350), "took {:?}", started.elapsed());
+    let bad = chat_with(&h, hello("leisurely"), &[("x-tollgate-first-byte-timeout", "soon")]).await;
+    assert_bad_request_naming(bad, "x-tollgate-first-byte-timeout").await;
 }

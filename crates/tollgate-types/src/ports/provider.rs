@@ -26,7 +26,8 @@ pub struct CallCtx {
     pub upstream_model: String,
     /// The gateway's request id, sent upstream for correlation where the provider allows it.
     pub request_id: String,
-    /// Deadline until the upstream's response headers (non-stream: whole body) arrive.
+    /// Deadline for the upstream's first byte of answer: its response headers (non-stream:
+    /// the whole body follows within the total deadline), and for a stream its first chunk.
     pub first_byte_timeout: Duration,
     /// Deadline for the whole call, body or stream included.
     pub total_timeout: Duration,
