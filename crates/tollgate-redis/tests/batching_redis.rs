@@ -7,6 +7,9 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
 
+mod common;
+
+use common::{DropKeys, redis_url};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,20 +25,19 @@ use tollgate_types::ports::{
 
 const HOUR: Duration = Duration::from_secs(3600);
 
-fn redis_url() -> String {
-    std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// One test's key prefix and clock; deletes every key under the prefix when dropped.
 struct Ns {
     prefix: String,
     clock: Arc<ManualClock>,
+    _keys: DropKeys,
 }
 
 impl Ns {
     fn new() -> Self {
+        let prefix = format!("tg:test:{}", uuid::Uuid::now_v7());
         Self {
-            prefix: format!("tg:test:{}", uuid::Uuid::now_v7()),
+            _keys: DropKeys(prefix.clone()),
+            prefix,
             clock: Arc::new(ManualClock::new(datetime!(2026-11-21 12:00 UTC))),
         }
     }
@@ -67,18 +69,6 @@ impl Ns {
                 )
             }
             LimitKind::Concurrency => format!("{}:{}:q", self.prefix, r.key),
-        }
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(redis_url()) else { return };
-        let Ok(mut c) = client.get_connection() else { return };
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.prefix)).query(&mut c).unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut c);
         }
     }
 }

@@ -9,6 +9,9 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
 
+mod common;
+
+use common::{DropKeys, redis_url};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,10 +24,6 @@ use tollgate_redis::{RedisCacheConfig, RedisCacheStore};
 use tollgate_types::ports::{CacheError, CacheKey, CacheStore, CachedResponse, PurgeFilter};
 use tollgate_types::tenancy::TenantId;
 
-fn redis_url() -> String {
-    std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// Generous enough for a loaded CI machine; the unreachable test uses the 100 ms default.
 fn test_config(prefix: &str) -> RedisCacheConfig {
     RedisCacheConfig { prefix: prefix.into(), timeout: Duration::from_secs(2), ..RedisCacheConfig::default() }
@@ -32,21 +31,6 @@ fn test_config(prefix: &str) -> RedisCacheConfig {
 
 fn unique_prefix() -> String {
     format!("tg:test:cache:{}", uuid::Uuid::now_v7())
-}
-
-/// Deletes every key under a test's prefix when dropped.
-struct DropKeys(String);
-
-impl Drop for DropKeys {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(redis_url()) else { return };
-        let Ok(mut c) = client.get_connection() else { return };
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.0)).query(&mut c).unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut c);
-        }
-    }
 }
 
 /// A store on the machine's Redis under a fresh prefix, and the guard that cleans it up.

@@ -5,6 +5,9 @@
 
 #![expect(clippy::unwrap_used, reason = "test helpers fail the test on any error")]
 
+mod common;
+
+use common::{DropKeys, redis_url};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +18,6 @@ use tollgate_core::limits::{FailurePolicy, PolicyRateLimiter};
 use tollgate_redis::{RedisLimiterConfig, RedisRateLimiter};
 use tollgate_types::ports::{LimitError, LimitKind, ManualClock, RateLimiter, Reservation};
 
-fn redis_url() -> String {
-    std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
 /// Generous enough for a loaded CI machine; the unreachable tests use the 50 ms default.
 fn test_config() -> RedisLimiterConfig {
     RedisLimiterConfig { timeout: Duration::from_secs(2), ..RedisLimiterConfig::default() }
@@ -26,21 +25,6 @@ fn test_config() -> RedisLimiterConfig {
 
 fn node(clock: Arc<ManualClock>) -> RedisRateLimiter {
     RedisRateLimiter::new(&redis_url(), clock, test_config()).unwrap()
-}
-
-/// Deletes every key under a test's prefix when dropped (`total` budgets have no TTL).
-struct DropKeys(String);
-
-impl Drop for DropKeys {
-    fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(redis_url()) else { return };
-        let Ok(mut c) = client.get_connection() else { return };
-        let keys: Vec<String> =
-            redis::cmd("KEYS").arg(format!("{}:*", self.0)).query(&mut c).unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut c);
-        }
-    }
 }
 
 async fn redis_fixture() -> Fixture {
