@@ -15,6 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use tokio::time::Instant;
+use tollgate_types::cache_rule::CacheRule;
 use tollgate_types::ports::store::{AuthStore, Change, ChangeEvent};
 use tollgate_types::tenancy::{
     KeyAuth, KeyHash, KeyId, KeyScope, MemberId, MemberRole, ProjectId, TenantId, TenantPolicy,
@@ -63,6 +64,10 @@ pub struct KeyPrincipal {
     pub pricing: Arc<TenantPricing>,
     /// The limit plans of this key, by model alias (derived, built on first use).
     pub plans: PlanCache,
+    /// The response-cache rules set on the key and its project (the tenant's is
+    /// `policy.cache`).
+    pub key_cache: CacheRule,
+    pub project_cache: CacheRule,
 }
 
 impl From<KeyAuth> for KeyPrincipal {
@@ -86,6 +91,34 @@ impl From<KeyAuth> for KeyPrincipal {
             limits: ScopeLimits { key: k.key_limits, project: k.project_limits, tenant: k.tenant_limits },
             pricing: Arc::new(pricing),
             plans: PlanCache::default(),
+            key_cache: k.key_cache,
+            project_cache: k.project_cache,
+        }
+    }
+}
+
+#[cfg(any(test, feature = "test-util"))]
+impl KeyPrincipal {
+    /// An owner's live inference key of `tenant` with nothing restricted or limited: the
+    /// fixture tests adjust with struct-update syntax.
+    pub fn sample(tenant: TenantId) -> Self {
+        Self {
+            key_id: KeyId(uuid::Uuid::from_u128(1)),
+            tenant_id: tenant,
+            project_id: ProjectId(uuid::Uuid::from_u128(3)),
+            owner_id: MemberId(uuid::Uuid::from_u128(4)),
+            role: MemberRole::Owner,
+            scopes: vec![KeyScope::Inference],
+            allowed_models: None,
+            allowed_tags: Vec::new(),
+            policy: TenantPolicy::default(),
+            expires_at: None,
+            revoked_at: None,
+            limits: ScopeLimits::default(),
+            pricing: Arc::default(),
+            plans: PlanCache::default(),
+            key_cache: CacheRule::default(),
+            project_cache: CacheRule::default(),
         }
     }
 }

@@ -18,8 +18,11 @@ use tollgate_providers::{Credential, ProviderKind};
 use crate::env::{EnvSource, InterpolationError, interpolate};
 use crate::metering::PriceTable;
 
+mod cache;
 mod limits;
 mod routing;
+
+pub use cache::{CacheBackend, CacheConfig, RawCacheConfig, RawCacheRule};
 
 pub use routing::{AliasRouting, DeploymentRouting, RoutingConfig, valid_tag};
 
@@ -64,6 +67,9 @@ pub struct RawConfig {
     /// Retries, circuit breakers and latency tracking for every alias.
     #[serde(default)]
     pub routing: routing::RawRoutingDefaults,
+    /// The response cache: backend, size, TTLs and the default rule.
+    #[serde(default)]
+    pub cache: RawCacheConfig,
 }
 
 fn default_listen() -> String {
@@ -140,6 +146,9 @@ pub struct RawModelConfig {
     /// Strategy, fallbacks, attempts, deadline and hedging of this alias.
     #[serde(default)]
     pub routing: routing::RawAliasRouting,
+    /// The response cache for this alias (over the file's `cache:` rule, under tenants').
+    #[serde(default)]
+    pub cache: RawCacheRule,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +201,7 @@ pub struct Config {
     pub prices: PriceTable,
     pub usage: UsageConfig,
     pub routing: RoutingConfig,
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +242,7 @@ pub struct ModelConfig {
     pub description: Option<String>,
     pub deployments: Vec<DeploymentConfig>,
     pub routing: AliasRouting,
+    pub cache: tollgate_types::cache_rule::CacheRule,
 }
 
 #[derive(Debug, Clone)]
@@ -440,7 +451,8 @@ impl RawConfig {
                 });
             }
             let routing = raw.routing.validate(&alias, &aliases, &mut issues);
-            models.insert(alias, ModelConfig { description: raw.description, deployments, routing });
+            let cache = raw.cache.validate(&format!("{path}.cache"), &mut issues);
+            models.insert(alias, ModelConfig { description: raw.description, deployments, routing, cache });
         }
 
         let limits = self.limits.validate(env, &mut issues);
@@ -448,14 +460,55 @@ impl RawConfig {
         let prices = self.pricing.validate(&mut issues);
         let usage = self.usage.validate(&mut issues);
         let routing = self.routing.validate(&mut issues);
+        let cache = self.cache.validate(env, &mut issues);
 
         if issues.0.is_empty() {
             Ok((
-                Config { listen, server, store, providers, models, limits, budgets, prices, usage, routing },
+                Config {
+                    listen,
+                    server,
+                    store,
+                    providers,
+                    models,
+                    limits,
+                    budgets,
+                    prices,
+                    usage,
+                    routing,
+                    cache,
+                },
                 warnings,
             ))
         } else {
             Err(ConfigError { issues: issues.0 })
+        }
+    }
+}
+
+/// `<section>.redis_url` of a section whose backend is `redis`: required, `${ENV}` resolved,
+/// `redis://` or `rediss://`. `None` (an issue recorded) otherwise.
+fn redis_url(
+    section: &str,
+    value: Option<&str>,
+    env: &dyn EnvSource,
+    issues: &mut Issues,
+) -> Option<SecretString> {
+    let path = format!("{section}.redis_url");
+    match value.map(|u| interpolate(u, env)) {
+        Some(Ok(url)) if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Some(SecretString::from(url))
+        }
+        Some(Ok(_)) => {
+            issues.push(path, "must start with redis:// or rediss://");
+            None
+        }
+        Some(Err(e)) => {
+            issues.push(path, describe(e));
+            None
+        }
+        None => {
+            issues.push(path, format!("is required when {section}.backend is redis"));
+            None
         }
     }
 }

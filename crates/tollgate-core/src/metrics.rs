@@ -66,6 +66,31 @@ pub fn describe() {
         "Usage records removed past usage.retention_days (deleted, or in a dropped partition)"
     );
     metrics::describe_counter!(
+        crate::cache::service::CACHE_REQUESTS,
+        "Chat requests by what the response cache did (hit, miss, bypass) and model alias"
+    );
+    metrics::describe_counter!(
+        crate::cache::service::CACHE_COST_SAVED,
+        "Upstream cost the response cache saved (the original cost of answers served from it), in nano-dollars, by model alias"
+    );
+    metrics::describe_counter!(
+        crate::cache::service::CACHE_ERRORS,
+        "Response cache calls that failed (treated as misses / not stored), by operation"
+    );
+    metrics::describe_gauge!(
+        crate::cache::service::CACHE_ENTRIES,
+        "Entries in the in-process response cache"
+    );
+    metrics::describe_gauge!(
+        crate::cache::service::CACHE_BYTES,
+        metrics::Unit::Bytes,
+        "Approximate bytes of answers in the in-process response cache"
+    );
+    metrics::describe_counter!(
+        crate::cache::service::CACHE_WRITES_DROPPED,
+        "Answers not stored in the response cache because its write queue was full"
+    );
+    metrics::describe_counter!(
         crate::usage_sink::USAGE_WRITE_ERRORS,
         "Usage batches the store refused (retried)"
     );

@@ -1,13 +1,17 @@
 //! One request, top to bottom. Each public entry point reads as the pipeline itself:
 //!
 //! ```text
-//! admit (validate, find the alias) → limit (reserve rate limits and budgets)
+//! admit (validate, find the alias) → cache (chat: answer from the response cache, or note
+//!   where to store the answer) → limit (reserve rate limits and budgets)
 //!   → call_with_fallback (route.rs: the alias's deployments in strategy order, then its
 //!     fallback aliases; per attempt the breaker, the deployment's own limits and the
 //!     deadline; retries with backoff after a whole round failed)
-//!   → settle (metrics, cost, usage record, limit corrections; streams settle when they end or
-//!     are dropped)
+//!   → settle (metrics, cost, usage record, limit corrections, the answer into the cache;
+//!     streams settle when they end or are dropped)
 //! ```
+//!
+//! A cache hit takes no limits and calls no upstream: it is metered with zero cost and the
+//! stored answer's original cost as saved.
 //!
 //! Streams are peeked before the caller sends response headers: a failure before the first
 //! chunk can still fall back to the next deployment; after it, it cannot.
@@ -18,6 +22,7 @@ use std::task::{Context, Poll};
 
 use futures::{Stream, StreamExt};
 use tokio::time::Instant;
+use tollgate_types::ports::cache::CachedResponse;
 use tollgate_types::ports::store::{Change, ChangeEvent};
 use tollgate_types::ports::usage::{TokenSource, UsageSink};
 use tollgate_types::ports::{ChunkStream, CompletionStream, ProviderError, ProviderErrorKind};
@@ -28,6 +33,8 @@ use tollgate_types::{
 
 use crate::auth::Principal;
 use crate::byok::{CredentialSet, TenantCredentials};
+use crate::cache::service::{Lookup, PendingWrite};
+use crate::cache::{CacheRequest, CacheStatus, ResponseCache};
 use crate::limits::{Enforcer, Estimate, RateLimitHeaders};
 use crate::metering::{Pricer, TokenizerFamily, count_text_tokens};
 use crate::metrics;
@@ -53,11 +60,25 @@ pub struct RequestCtx {
     pub principal: Principal,
     /// The client's routing headers.
     pub controls: RouteControls,
+    /// The client's cache headers (`x-tollgate-cache`, `Cache-Control`).
+    pub cache: CacheRequest,
 }
 
 impl RequestCtx {
     pub fn new(request_id: String, principal: Principal) -> Self {
-        Self { request_id, started: Instant::now(), principal, controls: RouteControls::default() }
+        Self {
+            request_id,
+            started: Instant::now(),
+            principal,
+            controls: RouteControls::default(),
+            cache: CacheRequest::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn with_cache(mut self, cache: CacheRequest) -> Self {
+        self.cache = cache;
+        self
     }
 
     #[must_use]
@@ -99,6 +120,8 @@ pub struct Served<T> {
     pub in_flight: Option<crate::routing::InFlight>,
     /// The caller's tightest request and token limits (`x-ratelimit-*`).
     pub rate_limits: RateLimitHeaders,
+    /// What the response cache did (`None`: the endpoint is not cached).
+    pub cache: Option<CacheStatus>,
 }
 
 /// What `chat` returns: a whole completion, or a stream whose first chunk has already arrived.
@@ -106,6 +129,30 @@ pub enum ChatOutcome {
     Json(Served<ChatResponse>),
     /// Boxed: the stream carries the request's metering state, much larger than a response.
     Stream(Served<Box<MeteredStream>>),
+    /// Answered from the response cache.
+    Cached(CachedAnswer),
+}
+
+/// An answer from the response cache, for a JSON or a streaming client.
+pub struct CachedAnswer {
+    pub entry: Arc<CachedResponse>,
+    /// The alias the client asked for.
+    pub alias: String,
+    /// The client asked for a stream: send [`CachedAnswer::chunks`] as SSE.
+    pub stream: bool,
+    wants_usage: bool,
+}
+
+impl CachedAnswer {
+    /// The stored answer replayed as stream chunks; the usage chunk only for a client that asked
+    /// for it (`stream_options.include_usage`), as with a live stream.
+    pub fn chunks(&self) -> Vec<ChatChunk> {
+        let mut chunks = crate::cache::replay(&self.entry.response);
+        if !self.wants_usage {
+            chunks.retain(|c| c.usage.is_none());
+        }
+        chunks
+    }
 }
 
 /// What `completions` returns.
@@ -134,6 +181,8 @@ pub struct Gateway {
     pricer: Option<Arc<Pricer>>,
     /// Attempts, backoff and deadline defaults of every alias.
     routing: crate::config::RoutingConfig,
+    /// The response cache (absent: chat requests are never cached).
+    cache: Option<Arc<ResponseCache>>,
 }
 
 impl Gateway {
@@ -149,7 +198,19 @@ impl Gateway {
             enforcer: None,
             pricer: None,
             routing: crate::config::RoutingConfig::default(),
+            cache: None,
         }
+    }
+
+    /// Caches chat answers in `cache`.
+    pub fn with_cache(mut self, cache: Arc<ResponseCache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The response cache, if configured (for the admin API's purge and stats).
+    pub fn response_cache(&self) -> Option<&Arc<ResponseCache>> {
+        self.cache.as_ref()
     }
 
     /// Uses `routing` for attempts, backoff and deadlines.
@@ -199,9 +260,28 @@ impl Gateway {
         let mut meter =
             self.meter(ctx, Endpoint::Chat, &req.model, req.user.as_deref(), req.metadata.as_ref());
         let route = self.admit(ctx, &meter, &req.model, || validate::chat(&req))?;
+        let (cache_status, write) = match self.look_up(ctx, route, &req).await {
+            Some(Lookup::Hit(entry)) => {
+                meter.cached(&route.alias, &entry);
+                return Ok(ChatOutcome::Cached(CachedAnswer {
+                    entry,
+                    alias: route.alias.clone(),
+                    stream: req.stream,
+                    wants_usage: req.wants_stream_usage(),
+                }));
+            }
+            Some(Lookup::Pass { status, write }) => {
+                meter.note_cache(status);
+                (Some(status), write)
+            }
+            None => (None, None),
+        };
         let (rate_limits, prompt) =
             self.limit(ctx, &mut meter, route, |family| estimate::chat(&req, family)).await?;
         let call = Call { endpoint: Endpoint::Chat, streaming: req.stream, prompt_tokens: prompt };
+        // Only the requested alias's own answers are stored: a fallback's answer stands in for
+        // an outage, not for what the alias would have said.
+        let write = |served: &ModelRoute| write.filter(|_| served.alias == route.alias);
         if req.stream {
             let wants_usage = req.wants_stream_usage();
             let result = self
@@ -220,9 +300,7 @@ impl Gateway {
                         &served,
                         deployment.clone(),
                         opened,
-                        wants_usage,
-                        in_flight,
-                        attempts,
+                        StreamOptions { wants_usage, in_flight, attempts, cache: write(&served) },
                     ));
                     Ok(ChatOutcome::Stream(Served {
                         value: metered,
@@ -232,6 +310,7 @@ impl Gateway {
                         hedged,
                         in_flight: None,
                         rate_limits,
+                        cache: cache_status,
                     }))
                 }
                 Err(e) => Err(failed(&meter, route, e)),
@@ -246,12 +325,21 @@ impl Gateway {
         match result {
             Ok(served) => {
                 meter.note_hedged(served.hedged);
-                meter.answered(
+                let usage = served.value.usage;
+                let cost = meter.answered(
                     &served.route.alias,
                     &served.deployment,
-                    &Answer::ok(served.value.usage.as_ref(), served.attempts),
+                    &Answer::ok(usage.as_ref(), served.attempts),
                 );
-                Ok(ChatOutcome::Json(Served { rate_limits, ..served }))
+                if let Some(w) = write(&served.route) {
+                    w.store(
+                        served.value.clone(),
+                        &served.deployment,
+                        usage.unwrap_or_default(),
+                        cost.unwrap_or(0),
+                    );
+                }
+                Ok(ChatOutcome::Json(Served { rate_limits, cache: cache_status, ..served }))
             }
             Err(e) => Err(failed(&meter, route, e)),
         }
@@ -368,6 +456,14 @@ impl Gateway {
             meter.rejected(e);
         }
         result
+    }
+
+    /// The `cache` stage of a chat request; `None` when no cache is configured.
+    async fn look_up(&self, ctx: &RequestCtx, route: &ModelRoute, req: &ChatRequest) -> Option<Lookup> {
+        match &self.cache {
+            Some(cache) => Some(cache.look_up(&ctx.principal, &ctx.cache, route, req).await),
+            None => None,
+        }
     }
 
     /// Reserves what the request may take against every limit it falls under and hands the
@@ -515,6 +611,27 @@ pub struct MeteredStream {
     /// recorded, to count what a client that leaves mid-stream is billed for. Counting happens
     /// only then, so complete streams pay nothing for it.
     generated: Option<String>,
+    /// The chunks so far, kept when the answer is to be stored in the response cache once the
+    /// stream completes.
+    capture: Option<Capture>,
+}
+
+/// How a [`MeteredStream`] treats its chunks.
+struct StreamOptions {
+    /// Pass the usage chunk on to the client.
+    wants_usage: bool,
+    in_flight: Option<crate::routing::InFlight>,
+    attempts: u32,
+    /// Store the complete answer here.
+    cache: Option<PendingWrite>,
+}
+
+/// A stream's chunks kept for the response cache.
+struct Capture {
+    write: PendingWrite,
+    chunks: Vec<ChatChunk>,
+    /// Generated bytes so far; past [`MAX_GENERATED_BYTES`] the answer is not stored.
+    bytes: usize,
 }
 
 /// Generated text kept per stream for partial billing; beyond it the count is a lower bound.
@@ -533,13 +650,12 @@ impl MeteredStream {
         route: &ModelRoute,
         deployment: Arc<Deployment>,
         (first, inner): (ChatChunk, ChunkStream),
-        wants_usage: bool,
-        in_flight: Option<crate::routing::InFlight>,
-        attempts: u32,
+        StreamOptions { wants_usage, in_flight, attempts, cache }: StreamOptions,
     ) -> Self {
         Self {
             in_flight,
             attempts,
+            capture: cache.map(|write| Capture { write, chunks: Vec::new(), bytes: 0 }),
             first: Some(first),
             inner,
             wants_usage,
@@ -556,6 +672,28 @@ impl MeteredStream {
 
     /// Looks at one chunk on its way out; returns `None` if the client must not see it.
     fn observe(&mut self, mut chunk: ChatChunk) -> Option<ChatChunk> {
+        if let Some(capture) = &mut self.capture {
+            capture.bytes += chunk
+                .choices
+                .iter()
+                .map(|c| {
+                    c.delta.content.as_ref().map_or(0, String::len)
+                        + c.delta
+                            .tool_calls
+                            .iter()
+                            .flatten()
+                            .map(|t| {
+                                t.function.as_ref().and_then(|f| f.arguments.as_ref()).map_or(0, String::len)
+                            })
+                            .sum::<usize>()
+                })
+                .sum::<usize>();
+            if capture.bytes > MAX_GENERATED_BYTES {
+                self.capture = None;
+            } else {
+                capture.chunks.push(chunk.clone());
+            }
+        }
         if self.ttft.is_none()
             && chunk.choices.iter().any(|c| c.delta.content.is_some() || c.delta.tool_calls.is_some())
         {
@@ -617,7 +755,22 @@ impl MeteredStream {
         };
         let usage = self.usage.as_ref().or(counted.as_ref());
         let answer = Answer { status, error_code, usage, source, ttft: self.ttft, attempts: self.attempts };
-        self.meter.answered(&self.alias, &self.deployment, &answer);
+        let cost = self.meter.answered(&self.alias, &self.deployment, &answer);
+        // Only a stream that ran to its end is stored; `assemble` also refuses one whose
+        // choices did not all finish.
+        if let Some(capture) = self.capture.take()
+            && self.ended == Some(StreamEnd::Complete)
+        {
+            match crate::cache::assemble(&capture.chunks) {
+                Ok(response) => capture.write.store(
+                    response,
+                    &self.deployment,
+                    self.usage.unwrap_or_default(),
+                    cost.unwrap_or(0),
+                ),
+                Err(e) => tracing::debug!(error = %e, "a streamed answer was not stored in the cache"),
+            }
+        }
     }
 }
 

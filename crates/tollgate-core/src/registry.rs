@@ -56,6 +56,8 @@ pub struct ModelRoute {
     pub routing: crate::config::AliasRouting,
     /// Orders the deployments per request (holds the weighted round-robin state).
     pub selector: crate::routing::Selector,
+    /// The alias's response-cache rule (`models.<alias>.cache`).
+    pub cache: tollgate_types::cache_rule::CacheRule,
 }
 
 pub struct Registry {
@@ -133,6 +135,7 @@ impl Registry {
                         config.routing.health.explore_rate,
                     ),
                     routing: model.routing.clone(),
+                    cache: model.cache,
                     deployments,
                 }),
             );

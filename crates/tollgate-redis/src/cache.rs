@@ -1,6 +1,6 @@
 //! The Redis [`CacheStore`]: the exact response cache shared by every gateway node (the pipeline's
-//! `cache` stage reads it before routing, `settle` writes it). Not wired into the pipeline or the
-//! configuration yet: see `docs/caching.md`.
+//! `cache` stage reads it before routing, `settle` writes it), selected by `cache.backend: redis`;
+//! see `docs/caching.md`.
 //!
 //! - **Keys** are `<prefix>:<tenant uuid>:<digest hex>` (prefix default `tg:cache`). The tenant
 //!   is in the Redis key, not only hashed into the digest, so a key forged with another tenant's

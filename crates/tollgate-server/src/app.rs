@@ -19,12 +19,14 @@ use tollgate_core::Gateway;
 use tollgate_core::alerts::{AlertNotifier, AlertSettings, AlertWorker};
 use tollgate_core::auth::Authenticator;
 use tollgate_core::byok::TenantCredentials;
-use tollgate_core::config::{Config, ConfigError, LimiterBackend};
+use tollgate_core::cache::{CacheWriter, MemoryCacheStore, ResponseCache};
+use tollgate_core::config::{CacheBackend, Config, ConfigError, LimiterBackend};
 use tollgate_core::limits::{Enforcer, MemoryRateLimiter, PolicyRateLimiter, SettleWorker};
 use tollgate_core::metering::Pricer;
 use tollgate_core::registry::Registry;
 use tollgate_core::secrets::MasterKeys;
 use tollgate_core::usage_sink::{SinkConfig, UsageWriter, usage_sink};
+use tollgate_types::ports::cache::CacheStore;
 use tollgate_types::ports::store::Store;
 use tollgate_types::ports::usage::UsageSink;
 use tollgate_types::ports::{Clock, RateLimiter, SystemClock};
@@ -67,6 +69,8 @@ pub struct SharedState {
     usage_writer: parking_lot::Mutex<Option<UsageWriter>>,
     /// The limit settlement worker, until `spawn_background` starts it.
     settle_worker: parking_lot::Mutex<Option<SettleWorker>>,
+    /// The response cache's writer, until `spawn_background` starts it.
+    cache_writer: parking_lot::Mutex<Option<CacheWriter>>,
     /// `usage.retention_days` (`None`: usage records are kept forever).
     retention_days: Option<u32>,
     /// `routing.health_check_interval` (`None`: no active health checks).
@@ -105,14 +109,17 @@ impl AppState {
             Arc::new(SystemClock),
         );
         let pricer = Arc::new(Pricer::new(config.prices.clone()));
+        let (cache, cache_writer) = ResponseCache::new(cache_store(config)?, config.cache.clone());
         let gateway = Gateway::new(registry, credentials, sink)
             .with_enforcer(enforcer)
             .with_pricer(pricer)
-            .with_routing(config.routing.clone());
+            .with_routing(config.routing.clone())
+            .with_cache(Arc::new(cache));
         Ok(Self(Arc::new(SharedState {
             gateway: Arc::new(gateway),
             usage_writer: parking_lot::Mutex::new(writer),
             settle_worker: parking_lot::Mutex::new(Some(settle_worker)),
+            cache_writer: parking_lot::Mutex::new(Some(cache_writer)),
             alert_worker: parking_lot::Mutex::new(Some(alert_worker)),
             auth: Arc::new(auth),
             store,
@@ -135,6 +142,9 @@ impl AppState {
         }
         if let Some(worker) = self.settle_worker.lock().take() {
             tasks.spawn(worker.run(shutdown.clone()));
+        }
+        if let Some(writer) = self.cache_writer.lock().take() {
+            tasks.spawn(writer.run(shutdown.clone()));
         }
         if let Some(worker) = self.alert_worker.lock().take() {
             tasks.spawn(worker.run(shutdown.clone()));
@@ -200,6 +210,28 @@ fn limiter(config: &Config) -> Result<Arc<dyn RateLimiter>, ConfigError> {
                     }
                 })?;
             Arc::new(PolicyRateLimiter::new(Arc::new(redis), config.limits.on_backend_failure))
+        }
+    })
+}
+
+/// The configured response-cache store: in process (one node) or Redis (every node).
+fn cache_store(config: &Config) -> Result<Arc<dyn CacheStore>, ConfigError> {
+    Ok(match &config.cache.backend {
+        CacheBackend::Memory { max_bytes } => Arc::new(MemoryCacheStore::new(*max_bytes)),
+        CacheBackend::Redis { url, timeout } => {
+            let settings = tollgate_redis::RedisCacheConfig {
+                timeout: *timeout,
+                ..tollgate_redis::RedisCacheConfig::default()
+            };
+            let store = tollgate_redis::RedisCacheStore::new(url.expose_secret(), settings).map_err(|e| {
+                ConfigError {
+                    issues: vec![tollgate_core::config::ConfigIssue {
+                        path: "cache.redis_url".to_owned(),
+                        message: e.to_string(),
+                    }],
+                }
+            })?;
+            Arc::new(store)
         }
     })
 }
@@ -292,6 +324,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    if let Some(cache) = state.gateway.response_cache() {
+        cache.update_gauges().await;
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],

@@ -13,7 +13,7 @@ use uuid::Uuid;
 pub(crate) const COLUMNS: &str = "id, request_id, at, tenant_id, project_id, key_id, endpoint, model, provider, \
     deployment, status, error_code, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, \
     token_source, cost_nanodollars, price_id, latency_ms, ttft_ms, cache_status, user_tag, metadata, \
-    served_model, attempts, hedged";
+    served_model, attempts, hedged, cost_saved_nanodollars";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct UsageRow {
@@ -44,6 +44,7 @@ pub(crate) struct UsageRow {
     served_model: Option<String>,
     attempts: i32,
     hedged: bool,
+    cost_saved_nanodollars: Option<i64>,
 }
 
 impl TryFrom<UsageRow> for UsageRecord {
@@ -75,6 +76,7 @@ impl TryFrom<UsageRow> for UsageRecord {
             latency_ms: n(r.latency_ms),
             ttft_ms: r.ttft_ms.map(n),
             cache_status: r.cache_status,
+            cost_saved_nanodollars: r.cost_saved_nanodollars.map(n),
             user: r.user_tag,
             metadata: r.metadata.0,
             served_model: r.served_model,

@@ -185,11 +185,11 @@ pub fn tenant_patch(patch: TenantPatch) -> Result<TenantPatch, StoreError> {
 }
 
 pub fn new_project(new: NewProject) -> Result<NewProject, StoreError> {
-    Ok(NewProject { name: name("name", &new.name)?, limits: optional_limits(new.limits)? })
+    Ok(NewProject { name: name("name", &new.name)?, limits: optional_limits(new.limits)?, cache: new.cache })
 }
 
 pub fn project_patch(patch: ProjectPatch) -> Result<ProjectPatch, StoreError> {
-    Ok(ProjectPatch { name: patch.name.map(|n| name("name", &n)).transpose()? })
+    Ok(ProjectPatch { name: patch.name.map(|n| name("name", &n)).transpose()?, cache: patch.cache })
 }
 
 pub fn new_member(new: NewMember) -> Result<NewMember, StoreError> {
@@ -214,6 +214,7 @@ pub fn new_key(new: NewKey) -> Result<NewKey, StoreError> {
         metadata: metadata(new.metadata)?,
         expires_at: new.expires_at.map(micros),
         limits: optional_limits(new.limits)?,
+        cache: new.cache,
     })
 }
 
@@ -224,6 +225,7 @@ pub fn key_patch(patch: KeyPatch) -> Result<KeyPatch, StoreError> {
         allowed_tags: patch.allowed_tags.map(allowed_tags).transpose()?,
         metadata: patch.metadata.map(metadata).transpose()?,
         expires_at: patch.expires_at.map(|e| e.map(micros)),
+        cache: patch.cache,
     })
 }
 

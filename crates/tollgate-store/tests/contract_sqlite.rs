@@ -62,8 +62,8 @@ async fn reopening_keeps_data() {
     assert_eq!(store.admin.list_tenants(PageRequest::first(10)).await.unwrap().data.len(), 1);
 }
 
-/// Records written before migration 0005 (routing columns) read back with its defaults: no
-/// serving alias, no attempts, not hedged.
+/// Records written before migrations 0005 (routing columns) and 0007 (cache saving) read back
+/// with their defaults: no serving alias, no attempts, not hedged, nothing saved.
 #[tokio::test]
 async fn usage_records_from_before_the_routing_columns_get_their_defaults() {
     use tollgate_types::ports::usage::UsageStore;
@@ -93,4 +93,6 @@ async fn usage_records_from_before_the_routing_columns_get_their_defaults() {
         (old.request_id.as_str(), &old.served_model, old.attempts, old.hedged),
         ("old", &None, 0, false)
     );
+    // Nor a cache saving (migration 0007).
+    assert_eq!((&old.cache_status, old.cost_saved_nanodollars), (&None, None));
 }

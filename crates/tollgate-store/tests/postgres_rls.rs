@@ -61,7 +61,11 @@ async fn seed(store: &PostgresStore, name: &str) -> Seeded {
         .await
         .unwrap();
     let project = store
-        .create_project(tenant.id, NewProject { name: "web".into(), limits: None }, &actor)
+        .create_project(
+            tenant.id,
+            NewProject { name: "web".into(), limits: None, cache: Default::default() },
+            &actor,
+        )
         .await
         .unwrap();
     let member = store
@@ -89,6 +93,7 @@ async fn seed(store: &PostgresStore, name: &str) -> Seeded {
                 metadata: Default::default(),
                 expires_at: None,
                 limits: None,
+                cache: Default::default(),
             },
             &actor,
         )
@@ -334,7 +339,9 @@ async fn the_auth_function_returns_only_what_authentication_needs() {
             "key_limits",
             "project_limits",
             "tenant_limits",
-            "tenant_pricing"
+            "tenant_pricing",
+            "key_cache",
+            "project_cache"
         ]
     );
     assert_eq!(rows[0].get::<Uuid, _>("key_id"), a.key.0);
@@ -364,12 +371,15 @@ async fn the_auth_function_returns_only_what_authentication_needs() {
     assert!(!public_exec);
 }
 
-/// Limits and pricing live in the tenant-scoped rows, so row-level security hides another
-/// tenant's exactly as it hides the rows: not readable, not writable, with or without a tenant
-/// set. Only the authentication function returns them, for the key whose hash it was given.
+/// Limits, pricing and cache rules live in the tenant-scoped rows, so row-level security hides
+/// another tenant's exactly as it hides the rows: not readable, not writable, with or without a
+/// tenant set. Only the authentication function returns them, for the key whose hash it was
+/// given.
 #[tokio::test]
 async fn the_app_role_cannot_read_or_change_another_tenants_limits() {
+    use tollgate_types::cache_rule::{CacheAllow, CacheRule};
     use tollgate_types::limits::{LimitPolicy, PricingPolicy, RateLimits};
+    use tollgate_types::ports::store::{KeyPatch, ProjectPatch};
     let (store, db) = TestDb::with_store().await;
     let a = seed(&store, "alpha").await;
     let b = seed(&store, "beta").await;
@@ -381,13 +391,20 @@ async fn the_app_role_cannot_read_or_change_another_tenants_limits() {
     store.set_tenant_pricing(b.tenant, pricing.clone(), &actor).await.unwrap();
     store.set_project_limits(b.tenant, b.project, policy.clone(), &actor).await.unwrap();
     store.set_key_limits(b.tenant, b.key, policy.clone(), &actor).await.unwrap();
+    let rule = CacheRule { allow: Some(CacheAllow::None), ..CacheRule::default() };
+    let patch = ProjectPatch { name: None, cache: Some(rule) };
+    store.update_project(b.tenant, b.project, patch, &actor).await.unwrap();
+    let patch = KeyPatch { cache: Some(rule), ..KeyPatch::default() };
+    store.update_key(b.tenant, b.key, patch, &actor).await.unwrap();
 
     let mut conn = app_conn(&db).await;
-    let reads: [&'static str; 4] = [
+    let reads: [&'static str; 6] = [
         "SELECT limits FROM tenants WHERE limits <> '{}'::jsonb",
         "SELECT pricing FROM tenants WHERE pricing <> '{}'::jsonb",
         "SELECT limits FROM projects WHERE limits <> '{}'::jsonb",
         "SELECT limits FROM api_keys WHERE limits <> '{}'::jsonb",
+        "SELECT cache FROM projects WHERE cache <> '{}'::jsonb",
+        "SELECT cache FROM api_keys WHERE cache <> '{}'::jsonb",
     ];
     // Without a tenant: nothing.
     for sql in reads {
@@ -399,11 +416,13 @@ async fn the_app_role_cannot_read_or_change_another_tenants_limits() {
     for sql in reads {
         assert!(sqlx::query(sql).fetch_all(&mut *tx).await.unwrap().is_empty(), "{sql} as tenant A");
     }
-    let writes: [(&'static str, Uuid); 4] = [
+    let writes: [(&'static str, Uuid); 6] = [
         ("UPDATE tenants SET limits = '{}'::jsonb WHERE id = $1", b.tenant.0),
         ("UPDATE tenants SET pricing = '{}'::jsonb WHERE id = $1", b.tenant.0),
         ("UPDATE projects SET limits = '{}'::jsonb WHERE id = $1", b.project.0),
         ("UPDATE api_keys SET limits = '{}'::jsonb WHERE id = $1", b.key.0),
+        ("UPDATE projects SET cache = '{}'::jsonb WHERE id = $1", b.project.0),
+        ("UPDATE api_keys SET cache = '{}'::jsonb WHERE id = $1", b.key.0),
     ];
     for (sql, id) in writes {
         let done = sqlx::query(sql).bind(id).execute(&mut *tx).await.unwrap();
@@ -422,9 +441,11 @@ async fn the_app_role_cannot_read_or_change_another_tenants_limits() {
     let auth = store.authenticate_key(&b.hash).await.unwrap().unwrap();
     assert_eq!((&auth.key_limits, &auth.project_limits, &auth.tenant_limits), (&policy, &policy, &policy));
     assert_eq!(auth.tenant_pricing, pricing);
+    assert_eq!((auth.key_cache, auth.project_cache), (rule, rule));
     let auth = store.authenticate_key(&a.hash).await.unwrap().unwrap();
     assert!(auth.key_limits.is_empty() && auth.project_limits.is_empty() && auth.tenant_limits.is_empty());
     assert!(auth.tenant_pricing.is_empty());
+    assert!(auth.key_cache.is_empty() && auth.project_cache.is_empty());
 }
 
 #[tokio::test]
@@ -724,9 +745,10 @@ async fn preparing_usage_storage_moves_a_spilled_month_out_of_default() {
     assert_eq!(usage_partitions(&mut owner).await, partitions);
 }
 
-/// Migration 0005 adds the routing columns to the partitioned table: records written before it
-/// (in a monthly partition and in DEFAULT) read back with its defaults, and so do records of a
-/// batch without the new keys (a node not yet upgraded, during a rolling deploy).
+/// Migrations 0005 and 0007 add the routing and cache-saving columns to the partitioned table:
+/// records written before them (in a monthly partition and in DEFAULT) read back with their
+/// defaults, and so do records of a batch without the new keys (a node not yet upgraded, during
+/// a rolling deploy).
 #[tokio::test]
 async fn usage_records_from_before_the_routing_columns_get_their_defaults() {
     use tollgate_types::ports::usage::UsageStore;
@@ -767,23 +789,25 @@ async fn usage_records_from_before_the_routing_columns_get_their_defaults() {
         served_model: Some("backup".into()),
         attempts: 2,
         hedged: true,
+        cache_status: Some("hit".into()),
+        cost_saved_nanodollars: Some(42),
         ..usage_at(tenant, 4, time::OffsetDateTime::now_utc())
     };
     store.insert_usage(std::slice::from_ref(&new)).await.unwrap();
 
     let records = store.list_usage(tenant, PageRequest::first(10)).await.unwrap().data;
     let routing = |r: &tollgate_types::ports::usage::UsageRecord| {
-        (r.request_id.clone(), r.served_model.clone(), r.attempts, r.hedged)
+        (r.request_id.clone(), r.served_model.clone(), r.attempts, r.hedged, r.cost_saved_nanodollars)
     };
     let mut seen: Vec<_> = records.iter().map(routing).collect();
     seen.sort();
     assert_eq!(
         seen,
         [
-            ("old-default".to_owned(), None, 0, false),
-            ("old-month".to_owned(), None, 0, false),
-            ("old-node".to_owned(), None, 0, false),
-            ("r4".to_owned(), Some("backup".to_owned()), 2, true),
+            ("old-default".to_owned(), None, 0, false, None),
+            ("old-month".to_owned(), None, 0, false, None),
+            ("old-node".to_owned(), None, 0, false, None),
+            ("r4".to_owned(), Some("backup".to_owned()), 2, true, Some(42)),
         ]
     );
 }

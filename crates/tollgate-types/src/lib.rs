@@ -5,6 +5,7 @@
 //! the HTTP server. Client dialects and upstream wire formats are converted to and from these
 //! types at the edges only.
 
+pub mod cache_rule;
 pub mod chat;
 pub mod embeddings;
 pub mod error;

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::cache_rule::CacheRule;
 use crate::limits::{LimitPolicy, PricingPolicy};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -141,6 +142,10 @@ pub struct TenantPolicy {
     /// Only deployments carrying one of these tags serve this tenant (e.g. `eu`); empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed_tags: Vec<String>,
+    /// The response cache for the tenant's requests (unset fields inherit the alias's and the
+    /// file's).
+    #[serde(default, skip_serializing_if = "CacheRule::is_empty")]
+    pub cache: CacheRule,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +173,9 @@ pub struct Project {
     /// Limits on all the project's requests together.
     #[serde(default)]
     pub limits: LimitPolicy,
+    /// The response cache for the project's requests (unset fields inherit the tenant's).
+    #[serde(default)]
+    pub cache: CacheRule,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -219,6 +227,10 @@ pub struct ApiKey {
     /// Limits on the key's requests.
     #[serde(default)]
     pub limits: LimitPolicy,
+    /// The response cache for the key's requests (unset fields inherit the project's); e.g.
+    /// `allow: read-only` for a low-trust key.
+    #[serde(default)]
+    pub cache: CacheRule,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -254,6 +266,9 @@ pub struct KeyAuth {
     pub tenant_limits: LimitPolicy,
     /// The tenant's negotiated prices and markup.
     pub tenant_pricing: PricingPolicy,
+    /// The cache rules set on the key and its project (the tenant's is in `tenant_policy`).
+    pub key_cache: CacheRule,
+    pub project_cache: CacheRule,
 }
 
 /// A provider credential as stored: the secret only as ciphertext.

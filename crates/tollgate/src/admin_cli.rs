@@ -15,9 +15,10 @@ use serde::Serialize;
 use tollgate_core::admin::{AdminService, Caller, CreateKey};
 use tollgate_core::env::ProcessEnv;
 use tollgate_types::JsonMap;
+use tollgate_types::cache_rule::{CacheAllow, CacheRule, CacheRuleMode};
 use tollgate_types::limits::{LimitPolicy, PricingPolicy};
 use tollgate_types::ports::store::{
-    KeyFilter, MemberPatch, NewMember, NewProject, NewTenant, ProjectPatch, TenantPatch,
+    KeyFilter, KeyPatch, MemberPatch, NewMember, NewProject, NewTenant, ProjectPatch, TenantPatch,
 };
 use tollgate_types::ports::usage::{UsageGroupBy, UsageQuery};
 use tollgate_types::tenancy::{
@@ -42,6 +43,44 @@ impl From<PageArgs> for PageRequest {
     fn from(p: PageArgs) -> Self {
         PageRequest { limit: p.limit, after: p.after }
     }
+}
+
+/// A response-cache rule from flags (docs/caching.md). A flag left out leaves that part unset:
+/// it is inherited (a key's from its project, a project's from its tenant).
+#[derive(Args, Clone, Copy, Default)]
+pub struct CacheArgs {
+    /// What requests without an `x-tollgate-cache` header do: on, off, read-only or write-only.
+    #[arg(long = "cache-mode", value_name = "MODE", value_parser = kebab::<CacheRuleMode>)]
+    mode: Option<CacheRuleMode>,
+    /// The most any request may do with the cache: read-write, read-only or none.
+    #[arg(long = "cache-allow", value_name = "ALLOW", value_parser = kebab::<CacheAllow>)]
+    allow: Option<CacheAllow>,
+    /// How long stored answers live, in seconds (1 to 31536000).
+    #[arg(long = "cache-ttl", value_name = "SECONDS")]
+    ttl: Option<u64>,
+}
+
+impl From<CacheArgs> for CacheRule {
+    fn from(a: CacheArgs) -> Self {
+        CacheRule { mode: a.mode, allow: a.allow, ttl_seconds: a.ttl }
+    }
+}
+
+/// Parses a flag value by the type's serde (kebab-case) name, so the CLI spells values as the
+/// admin API and the config do.
+fn kebab<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| format!("unknown value {s:?}"))
+}
+
+/// The rule a `set-cache` command stores: its flags, or nothing with `--clear`; refuses a call
+/// with neither (it would clear the rule by accident).
+fn cache_to_set(args: CacheArgs, clear: bool) -> anyhow::Result<CacheRule> {
+    let rule = CacheRule::from(args);
+    if rule.is_empty() && !clear {
+        anyhow::bail!("give --cache-mode, --cache-allow or --cache-ttl, or --clear to remove the rule");
+    }
+    Ok(rule)
 }
 
 #[derive(Subcommand)]
@@ -79,6 +118,8 @@ pub enum ProjectsCmd {
         tenant: TenantId,
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     List {
         #[arg(long)]
@@ -92,6 +133,17 @@ pub enum ProjectsCmd {
         id: ProjectId,
         #[arg(long)]
         name: String,
+    },
+    /// Replace a project's response-cache rule (the flags given make the whole new rule);
+    /// `--clear` removes it, so the tenant's applies.
+    SetCache {
+        #[arg(long)]
+        tenant: TenantId,
+        id: ProjectId,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[arg(long, conflicts_with_all = ["mode", "allow", "ttl"])]
+        clear: bool,
     },
     Delete {
         #[arg(long)]
@@ -159,6 +211,8 @@ pub enum KeysCmd {
         /// Expiry, RFC 3339 (e.g. 2027-01-01T00:00:00Z).
         #[arg(long)]
         expires_at: Option<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
     },
     List {
         #[arg(long)]
@@ -185,6 +239,17 @@ pub enum KeysCmd {
         #[arg(long)]
         tenant: TenantId,
         id: KeyId,
+    },
+    /// Replace a key's response-cache rule (the flags given make the whole new rule); `--clear`
+    /// removes it, so the project's applies.
+    SetCache {
+        #[arg(long)]
+        tenant: TenantId,
+        id: KeyId,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[arg(long, conflicts_with_all = ["mode", "allow", "ttl"])]
+        clear: bool,
     },
 }
 
@@ -306,7 +371,13 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
             TenantsCmd::List(page) => print(&service.list_tenants(c, page.into()).await?),
             TenantsCmd::Get { id } => print(&service.get_tenant(c, id).await?),
             TenantsCmd::Update { id, name, byok_only } => {
-                let policy = byok_only.map(|byok_only| TenantPolicy { byok_only, ..TenantPolicy::default() });
+                // The rest of the policy (allowed tags, cache rule) stays as it is.
+                let policy = match byok_only {
+                    Some(byok_only) => {
+                        Some(TenantPolicy { byok_only, ..service.get_tenant(c, id).await?.policy })
+                    }
+                    None => None,
+                };
                 print(&service.update_tenant(c, id, TenantPatch { name, policy }).await?)
             }
             TenantsCmd::Delete { id } => {
@@ -315,14 +386,22 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
             }
         },
         AdminCmd::Projects(cmd) => match cmd {
-            ProjectsCmd::Create { tenant, name } => {
-                print(&service.create_project(c, tenant, NewProject { name, limits: None }).await?)
-            }
+            ProjectsCmd::Create { tenant, name, cache } => print(
+                &service
+                    .create_project(c, tenant, NewProject { name, limits: None, cache: cache.into() })
+                    .await?,
+            ),
             ProjectsCmd::List { tenant, page } => {
                 print(&service.list_projects(c, tenant, page.into()).await?)
             }
-            ProjectsCmd::Rename { tenant, id, name } => {
-                print(&service.update_project(c, tenant, id, ProjectPatch { name: Some(name) }).await?)
+            ProjectsCmd::Rename { tenant, id, name } => print(
+                &service
+                    .update_project(c, tenant, id, ProjectPatch { name: Some(name), cache: None })
+                    .await?,
+            ),
+            ProjectsCmd::SetCache { tenant, id, cache, clear } => {
+                let patch = ProjectPatch { name: None, cache: Some(cache_to_set(cache, clear)?) };
+                print(&service.update_project(c, tenant, id, patch).await?)
             }
             ProjectsCmd::Delete { tenant, id } => {
                 service.delete_project(c, tenant, id).await?;
@@ -343,7 +422,7 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
             }
         },
         AdminCmd::Keys(cmd) => match cmd {
-            KeysCmd::Create { tenant, project, owner, name, scopes, models, tags, expires_at } => {
+            KeysCmd::Create { tenant, project, owner, name, scopes, models, tags, expires_at, cache } => {
                 let scopes = scopes.iter().map(|s| parse_scope(s)).collect::<anyhow::Result<Vec<_>>>()?;
                 let expires_at = expires_at
                     .map(|e| time::OffsetDateTime::parse(&e, &time::format_description::well_known::Rfc3339))
@@ -359,6 +438,7 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
                     metadata: JsonMap::new(),
                     expires_at,
                     limits: None,
+                    cache: cache.into(),
                 };
                 let created = service.create_key(c, tenant, new).await?;
                 print(&serde_json::json!({"key": created.key, "secret": created.secret.expose_secret()}))
@@ -372,6 +452,10 @@ pub async fn run(config_path: &Path, cmd: AdminCmd) -> anyhow::Result<()> {
             KeysCmd::Rotate { tenant, id } => {
                 let created = service.rotate_key(c, tenant, id).await?;
                 print(&serde_json::json!({"key": created.key, "secret": created.secret.expose_secret()}))
+            }
+            KeysCmd::SetCache { tenant, id, cache, clear } => {
+                let patch = KeyPatch { cache: Some(cache_to_set(cache, clear)?), ..KeyPatch::default() };
+                print(&service.update_key(c, tenant, id, patch).await?)
             }
         },
         AdminCmd::Limits(cmd) => match cmd {

@@ -81,7 +81,9 @@ pub async fn bootstrap(
     let c = &Caller::cli();
     let t = service.create_tenant(c, NewTenant { name: tenant, policy: TenantPolicy::default() }).await?;
     let m = service.create_member(c, t.id, NewMember { name: owner, role: MemberRole::Owner }).await?;
-    let p = service.create_project(c, t.id, NewProject { name: project, limits: None }).await?;
+    let p = service
+        .create_project(c, t.id, NewProject { name: project, limits: None, cache: Default::default() })
+        .await?;
     let key = CreateKey {
         project_id: p.id,
         owner_id: Some(m.id),
@@ -92,6 +94,7 @@ pub async fn bootstrap(
         metadata: JsonMap::new(),
         expires_at: None,
         limits: None,
+        cache: Default::default(),
     };
     let created = service.create_key(c, t.id, key).await?;
     eprintln!("tenant {} ({}), owner {}, project {}", t.name, t.id, m.name, p.name);

@@ -148,3 +148,128 @@ async fn cli_sets_and_reads_limits_and_pricing() {
     );
     assert_eq!(get(&["--key", &key]), serde_json::json!({}));
 }
+
+#[tokio::test]
+async fn cli_sets_and_clears_cache_rules_of_projects_and_keys() {
+    let dir = TempDir::new("cli-cache");
+    let config = dir.write("tollgate.yaml", CONFIG);
+    cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice@acme.test"]);
+    let tenant = cli_json(&config, &["tenants", "list"])["data"][0]["id"].as_str().unwrap().to_owned();
+    let owner = cli_json(&config, &["members", "list", "--tenant", &tenant])["data"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let project = cli_json(
+        &config,
+        &[
+            "projects",
+            "create",
+            "--tenant",
+            &tenant,
+            "--name",
+            "web",
+            "--cache-mode",
+            "on",
+            "--cache-ttl",
+            "600",
+        ],
+    );
+    assert_eq!(project["cache"], serde_json::json!({"mode": "on", "ttl_seconds": 600}));
+    let project_id = project["id"].as_str().unwrap().to_owned();
+    let created = cli_json(
+        &config,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            &tenant,
+            "--project",
+            &project_id,
+            "--owner",
+            &owner,
+            "--name",
+            "low-trust",
+            "--cache-allow",
+            "read-only",
+        ],
+    );
+    assert_eq!(created["key"]["cache"], serde_json::json!({"allow": "read-only"}));
+    let key = created["key"]["id"].as_str().unwrap().to_owned();
+    // A key made without flags inherits (no rule of its own).
+    let plain = cli_json(
+        &config,
+        &[
+            "keys",
+            "create",
+            "--tenant",
+            &tenant,
+            "--project",
+            &project_id,
+            "--owner",
+            &owner,
+            "--name",
+            "plain",
+        ],
+    );
+    assert_eq!(plain["key"]["cache"], serde_json::json!({}));
+    // The key works for inference with its rule.
+    let gw = Gateway::start(&config);
+    assert_eq!(chat_status(&reqwest::Client::new(), &gw, created["secret"].as_str().unwrap()).await, 200);
+
+    // set-cache replaces the rule whole; --clear removes it.
+    let set = cli_json(
+        &config,
+        &["keys", "set-cache", "--tenant", &tenant, &key, "--cache-mode", "write-only", "--cache-ttl", "60"],
+    );
+    assert_eq!(set["cache"], serde_json::json!({"mode": "write-only", "ttl_seconds": 60}));
+    assert_eq!(cli_json(&config, &["keys", "get", "--tenant", &tenant, &key])["cache"], set["cache"]);
+    let set = cli_json(
+        &config,
+        &["projects", "set-cache", "--tenant", &tenant, &project_id, "--cache-allow", "none"],
+    );
+    assert_eq!(set["cache"], serde_json::json!({"allow": "none"}));
+    let projects = cli_json(&config, &["projects", "list", "--tenant", &tenant]);
+    assert_eq!(projects["data"][1]["cache"], serde_json::json!({"allow": "none"}));
+    // Renaming keeps the rule.
+    let renamed =
+        cli_json(&config, &["projects", "rename", "--tenant", &tenant, &project_id, "--name", "site"]);
+    assert_eq!(renamed["cache"], serde_json::json!({"allow": "none"}));
+    let cleared = cli_json(&config, &["keys", "set-cache", "--tenant", &tenant, &key, "--clear"]);
+    assert_eq!(cleared["cache"], serde_json::json!({}));
+    let cleared = cli_json(&config, &["projects", "set-cache", "--tenant", &tenant, &project_id, "--clear"]);
+    assert_eq!(cleared["cache"], serde_json::json!({}));
+    // Rotation keeps the key's rule.
+    cli(&config, &["keys", "set-cache", "--tenant", &tenant, &key, "--cache-allow", "read-only"]);
+    let rotated = cli_json(&config, &["keys", "rotate", "--tenant", &tenant, &key]);
+    assert_eq!(rotated["key"]["cache"], serde_json::json!({"allow": "read-only"}));
+    // Changing the tenant's byok_only keeps the rest of its policy.
+    let updated = cli_json(&config, &["tenants", "update", &tenant, "--byok-only", "true"]);
+    assert_eq!(updated["policy"]["byok_only"], true);
+
+    // Bad input is refused with a message and changes nothing.
+    let key = rotated["key"]["id"].as_str().unwrap().to_owned();
+    for (args, message) in [
+        (vec!["keys", "set-cache", "--tenant", &tenant, &key], "--clear"),
+        (vec!["keys", "set-cache", "--tenant", &tenant, &key, "--cache-ttl", "0"], "ttl_seconds"),
+        (vec!["keys", "set-cache", "--tenant", &tenant, &key, "--cache-mode", "sometimes"], "sometimes"),
+        (vec!["keys", "set-cache", "--tenant", &tenant, &key, "--cache-allow", "none", "--clear"], "--clear"),
+        (
+            vec!["projects", "set-cache", "--tenant", &tenant, &project_id, "--cache-allow", "write-only"],
+            "write-only",
+        ),
+    ] {
+        let out = support::tollgate(&config).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        cli_json(&config, &["keys", "get", "--tenant", &tenant, &key])["cache"],
+        serde_json::json!({"allow": "read-only"})
+    );
+    assert_eq!(
+        cli_json(&config, &["projects", "list", "--tenant", &tenant])["data"][1]["cache"],
+        serde_json::json!({})
+    );
+}

@@ -87,15 +87,7 @@ async fn every_request_leaves_one_usage_record() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Graceful shutdown drains the sink.
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &gw.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = gw.child.wait().unwrap();
-    assert!(status.success());
+    gw.terminate();
 
     let mut db = SqliteConnection::connect(&format!("sqlite://{}", dir.0.join("tollgate.db").display()))
         .await

@@ -8,6 +8,7 @@
 
 use secrecy::SecretString;
 use time::OffsetDateTime;
+use tollgate_types::cache_rule::CacheRule;
 use tollgate_types::limits::LimitPolicy;
 use tollgate_types::ports::store::{Change, KeyFilter, KeyPatch, NewKey};
 use tollgate_types::tenancy::{
@@ -38,6 +39,9 @@ pub struct CreateKey {
     /// The key's limits from the start; setting any needs the admin role (as
     /// [`AdminService::set_key_limits`] does).
     pub limits: Option<LimitPolicy>,
+    /// The key's response-cache rule (empty: inherit); setting one needs the admin role, so a
+    /// developer cannot lift the read-only rule a low-trust key was given.
+    pub cache: CacheRule,
 }
 
 /// A created (or rotated) key: the record and its secret, which is never available again.
@@ -83,6 +87,10 @@ impl AdminService {
         if limits.as_ref().is_some_and(|l| !l.is_empty()) {
             access.require(MemberRole::Admin, "create keys with limits")?;
         }
+        let cache = validate::cache_rule("cache", req.cache)?;
+        if !cache.is_empty() {
+            access.require(MemberRole::Admin, "create keys with a cache rule")?;
+        }
         // Existence checks name what is missing; the project lookup is tenant-scoped, so another
         // tenant's project is "not found" too.
         self.store.get_project(tenant, req.project_id).await.or_not_found("project", req.project_id)?;
@@ -103,6 +111,7 @@ impl AdminService {
             metadata: req.metadata,
             expires_at,
             limits,
+            cache,
         };
         let key = self.store.create_key(tenant, new, &caller.actor).await.client()?;
         Ok(CreatedKey { key, secret: SecretString::from(generated.secret) })
@@ -175,7 +184,10 @@ impl AdminService {
         id: KeyId,
         patch: KeyPatch,
     ) -> Result<ApiKey, GatewayError> {
-        self.key_for(caller, tenant, id, "update keys").await?;
+        let (access, _) = self.key_for(caller, tenant, id, "update keys").await?;
+        if patch.cache.is_some() {
+            access.require(MemberRole::Admin, "change a key's cache rule")?;
+        }
         let patch = KeyPatch {
             name: validate::optional_name("name", patch.name)?,
             allowed_models: patch.allowed_models.map(validate::allowed_models).transpose()?,
@@ -185,6 +197,7 @@ impl AdminService {
                 .transpose()?,
             metadata: patch.metadata.map(|m| validate::metadata(&m).map(|()| m)).transpose()?,
             expires_at: patch.expires_at.map(validate::expires_at).transpose()?,
+            cache: patch.cache.map(|c| validate::cache_rule("cache", c)).transpose()?,
         };
         let key = self.store.update_key(tenant, id, patch, &caller.actor).await.or_not_found("key", id)?;
         self.changed(Change::Key(id));
@@ -237,6 +250,7 @@ impl AdminService {
             metadata: old.metadata,
             expires_at: old.expires_at,
             limits: Some(old.limits),
+            cache: old.cache,
         };
         let key = self.store.rotate_key(tenant, id, new, &caller.actor).await.or_not_found("key", id)?;
         self.changed(Change::Key(id));

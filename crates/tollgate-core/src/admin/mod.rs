@@ -9,6 +9,7 @@
 //! tenant policy, credentials), the service tells the [`Notifier`], so the node that made the
 //! change sees it at once, before the store's change feed delivers it.
 
+mod cache;
 mod credentials;
 mod errors;
 mod keys;
@@ -196,6 +197,7 @@ impl AdminService {
         let new = NewProject {
             name: validate::name("name", &new.name)?,
             limits: new.limits.map(|l| validate::limits("limits", l)).transpose()?,
+            cache: validate::cache_rule("cache", new.cache)?,
         };
         self.store.create_project(tenant, new, &caller.actor).await.client()
     }
@@ -228,8 +230,18 @@ impl AdminService {
         patch: ProjectPatch,
     ) -> Result<Project, GatewayError> {
         self.access(caller, tenant).await?.require(MemberRole::Admin, "update projects")?;
-        let patch = ProjectPatch { name: validate::optional_name("name", patch.name)? };
-        self.store.update_project(tenant, id, patch, &caller.actor).await.or_not_found("project", id)
+        let patch = ProjectPatch {
+            name: validate::optional_name("name", patch.name)?,
+            cache: patch.cache.map(|c| validate::cache_rule("cache", c)).transpose()?,
+        };
+        let cache_changed = patch.cache.is_some();
+        let project =
+            self.store.update_project(tenant, id, patch, &caller.actor).await.or_not_found("project", id)?;
+        if cache_changed {
+            // Keys carry their project's cache rule.
+            self.changed(Change::Tenant(tenant));
+        }
+        Ok(project)
     }
 
     /// Fails with 409 while the project has live keys.
@@ -358,12 +370,7 @@ impl AdminService {
         })?;
         let groups = usage.aggregate_usage(tenant, &query).await.client()?;
         let totals = groups.iter().fold(UsageTotals::default(), |mut t, g| {
-            t.requests += g.requests;
-            t.errors += g.errors;
-            t.input_tokens += g.input_tokens;
-            t.output_tokens += g.output_tokens;
-            t.cached_input_tokens += g.cached_input_tokens;
-            t.cost_nanodollars += g.cost_nanodollars;
+            t.add(g);
             t
         });
         Ok(UsageReport { query, totals, groups })

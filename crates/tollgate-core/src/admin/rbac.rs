@@ -120,26 +120,18 @@ fn super_admin_only(what: &str) -> GatewayError {
 
 #[cfg(test)]
 mod tests {
-    use tollgate_types::tenancy::{KeyId, KeyScope, ProjectId, TenantPolicy};
+    use tollgate_types::tenancy::{KeyId, KeyScope, ProjectId};
 
     use super::*;
 
     fn key(tenant: TenantId, role: MemberRole) -> Caller {
         Caller::from_principal(Principal::Key(Arc::new(KeyPrincipal {
             key_id: KeyId::new(),
-            tenant_id: tenant,
             project_id: ProjectId::new(),
             owner_id: MemberId::new(),
             role,
             scopes: vec![KeyScope::Admin],
-            allowed_models: None,
-            allowed_tags: Vec::new(),
-            policy: TenantPolicy::default(),
-            expires_at: None,
-            revoked_at: None,
-            limits: Default::default(),
-            pricing: Default::default(),
-            plans: Default::default(),
+            ..KeyPrincipal::sample(tenant)
         })))
     }
 

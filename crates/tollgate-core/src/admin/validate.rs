@@ -5,6 +5,7 @@
 use time::OffsetDateTime;
 use tollgate_types::GatewayError;
 use tollgate_types::JsonMap;
+use tollgate_types::cache_rule::CacheRule;
 use tollgate_types::limits::{BudgetSpec, LimitPolicy, PriceAmount, PriceEntry, PricingPolicy, RateLimits};
 use tollgate_types::tenancy::TenantPolicy;
 
@@ -52,10 +53,31 @@ pub fn optional_name(field: &str, value: Option<String>) -> Result<Option<String
     value.map(|v| name(field, &v)).transpose()
 }
 
-/// A tenant policy: its allowed tags as [`allowed_tags`] checks them.
+/// A tenant policy: its allowed tags as [`allowed_tags`] checks them, its cache rule as
+/// [`cache_rule`] does.
 pub fn policy(mut policy: TenantPolicy) -> Result<TenantPolicy, GatewayError> {
     policy.allowed_tags = allowed_tags("policy.allowed_tags", policy.allowed_tags)?;
+    policy.cache = cache_rule("policy.cache", policy.cache)?;
     Ok(policy)
+}
+
+/// Longest cache TTL a rule may set, in seconds (a year, as the cache stores cap it).
+pub const MAX_CACHE_TTL_SECONDS: u64 = 365 * 24 * 3600;
+
+/// A cache rule: a TTL, when set, from 1 second to a year. (Zero would mean "never store",
+/// which `allow: read-only` says plainly.)
+pub fn cache_rule(field: &str, rule: CacheRule) -> Result<CacheRule, GatewayError> {
+    if let Some(ttl) = rule.ttl_seconds
+        && !(1..=MAX_CACHE_TTL_SECONDS).contains(&ttl)
+    {
+        return Err(GatewayError::invalid_field(
+            &format!("{field}.ttl_seconds"),
+            format!(
+                "must be from 1 to {MAX_CACHE_TTL_SECONDS} (a year); to stop storing answers set allow: read-only"
+            ),
+        ));
+    }
+    Ok(rule)
 }
 
 /// Deployment tags a tenant or a key is restricted to (empty: no restriction): at most 32,
@@ -311,6 +333,15 @@ mod tests {
         let many: Vec<String> = (0..=MAX_ALLOWED_TAGS).map(|i| format!("t{i}")).collect();
         assert_eq!(allowed_tags("allowed_tags", many).unwrap_err().param.as_deref(), Some("allowed_tags"));
         // The tenant's policy goes through the same check, under its own field path.
+        let ttl = |s| CacheRule { ttl_seconds: Some(s), ..CacheRule::default() };
+        assert_eq!(cache_rule("cache", ttl(60)).unwrap(), ttl(60));
+        assert_eq!(cache_rule("cache", CacheRule::default()).unwrap(), CacheRule::default());
+        for bad in [0, MAX_CACHE_TTL_SECONDS + 1] {
+            let e = cache_rule("cache", ttl(bad)).unwrap_err();
+            assert_eq!((e.status(), e.param.as_deref()), (400, Some("cache.ttl_seconds")));
+        }
+        let bad = TenantPolicy { cache: ttl(0), ..TenantPolicy::default() };
+        assert_eq!(super::policy(bad).unwrap_err().param.as_deref(), Some("policy.cache.ttl_seconds"));
         let bad = TenantPolicy { allowed_tags: tags(&[""]), ..TenantPolicy::default() };
         assert_eq!(super::policy(bad).unwrap_err().param.as_deref(), Some("policy.allowed_tags[0]"));
     }

@@ -1,12 +1,15 @@
-//! The response cache's building blocks, for the pipeline's `cache` stage (look up before
-//! routing, store at settle). Not wired into the pipeline yet: see `docs/caching.md`.
+//! The response cache (`docs/caching.md`): the pipeline's `cache` stage looks chat requests up
+//! before limits and routing, and stores complete answers when they settle.
 //!
+//! - [`service`]: [`ResponseCache`] (the stage's lookup, the write queue, purge and stats);
 //! - [`key`]: the exact key, SHA-256 over the tenant and every answer-changing request field;
 //! - [`policy`]: the request's [`CacheMode`] from the configured policy and the
 //!   `x-tollgate-cache` / `Cache-Control` headers;
 //! - [`replay`]: a finished stream assembled into the stored answer, and a stored answer replayed
 //!   as stream chunks;
 //! - [`memory`]: the in-process [`MemoryCacheStore`] (bounded LRU with per-entry TTL);
+//! - [`vector`]: the nearest-neighbour index of one semantic-cache namespace (exact scan, then
+//!   HNSW); the semantic cache that will use it is not built yet;
 //! - `contract` (with the `test-util` feature): the suite every
 //!   [`tollgate_types::ports::CacheStore`] must pass, run through [`crate::cache_contract!`].
 
@@ -16,8 +19,11 @@ pub mod key;
 pub mod memory;
 pub mod policy;
 pub mod replay;
+pub mod service;
+pub mod vector;
 
 pub use key::{KEY_VERSION, KeyError, exact_key};
 pub use memory::MemoryCacheStore;
-pub use policy::{CACHE_HEADER, CacheHeaderError, CacheMode, CachePolicy};
+pub use policy::{CACHE_HEADER, CacheHeaderError, CacheMode, CachePolicy, CacheRequest};
 pub use replay::{AssembleError, assemble, replay};
+pub use service::{CacheStatus, CacheWriter, ResponseCache};

@@ -24,6 +24,7 @@
 use std::time::Duration;
 
 use http::HeaderMap;
+use tollgate_types::cache_rule::CacheRule;
 
 /// The header carrying the per-request cache directive (and, on answers, the cache outcome).
 pub const CACHE_HEADER: &str = "x-tollgate-cache";
@@ -67,56 +68,85 @@ pub struct CachePolicy {
 }
 
 impl CachePolicy {
+    /// The policy the configured rules give, `rules` ordered from least to most specific (the
+    /// file's default, the alias, the tenant, the project, the key): the most specific `mode`
+    /// and `ttl_seconds` win; every `allow` applies. `default_ttl` is the TTL when no rule sets
+    /// one; every TTL is capped at `max_ttl`.
+    pub fn from_rules(rules: &[&CacheRule], default_ttl: Duration, max_ttl: Duration) -> Self {
+        let (mut read, mut write) = (false, false);
+        let (mut may_read, mut may_write) = (true, true);
+        let mut ttl = default_ttl;
+        for rule in rules {
+            if let Some(mode) = rule.mode {
+                (read, write) = mode.flags();
+            }
+            if let Some(allow) = rule.allow {
+                let (r, w) = allow.flags();
+                may_read &= r;
+                may_write &= w;
+            }
+            if let Some(secs) = rule.ttl_seconds {
+                ttl = Duration::from_secs(secs);
+            }
+        }
+        let ttl = ttl.min(max_ttl);
+        Self { default: CacheMode { read, write, ttl }, may_read, may_write, max_ttl }
+    }
+
     /// The request's mode: header directives over the default, then `Cache-Control`, then the
     /// policy's ceiling. Errors name the malformed header.
     pub fn resolve(&self, headers: &HeaderMap) -> Result<CacheMode, CacheHeaderError> {
+        Ok(self.apply(&CacheRequest::from_headers(headers)?))
+    }
+
+    /// The mode of a request that sent `request` (see [`Self::resolve`]).
+    pub fn apply(&self, request: &CacheRequest) -> CacheMode {
         let mut mode = self.default;
-        let directive = parse_header_values(headers.get_all(CACHE_HEADER).iter().map(|v| v.to_str()))?;
-        if let Some(m) = directive.mode {
-            let (read, write) = m.flags();
-            mode.read = read;
-            mode.write = write;
+        if let Some(m) = request.directive.mode {
+            (mode.read, mode.write) = m.flags();
         }
-        if let Some(ttl) = directive.ttl {
+        if let Some(ttl) = request.directive.ttl {
             mode.ttl = ttl;
         }
-        for value in headers.get_all(http::header::CACHE_CONTROL) {
-            // A Cache-Control we cannot read is not ours to reject; ignore it.
-            let Ok(value) = value.to_str() else { continue };
-            let cc = parse_cache_control(value);
-            mode.read &= !cc.no_cache;
-            mode.write &= !cc.no_store;
-        }
+        mode.read &= !request.control.no_cache;
+        mode.write &= !request.control.no_store;
         mode.read &= self.may_read;
         mode.write &= self.may_write;
         mode.ttl = mode.ttl.min(self.max_ttl);
         if mode.ttl.is_zero() {
             mode.write = false;
         }
-        Ok(mode)
+        mode
     }
 }
 
-/// A mode named in the `x-tollgate-cache` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HeaderMode {
-    On,
-    Off,
-    ReadOnly,
-    WriteOnly,
+/// What a request's headers say about the cache: its `x-tollgate-cache` directive and its
+/// `Cache-Control`. Parsed by the ingress (a malformed `x-tollgate-cache` is a 400 there), applied
+/// by the pipeline once it knows the configured policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheRequest {
+    pub directive: CacheDirective,
+    pub control: CacheControl,
 }
 
-impl HeaderMode {
-    /// `(read, write)`.
-    pub const fn flags(self) -> (bool, bool) {
-        match self {
-            HeaderMode::On => (true, true),
-            HeaderMode::Off => (false, false),
-            HeaderMode::ReadOnly => (true, false),
-            HeaderMode::WriteOnly => (false, true),
+impl CacheRequest {
+    /// Reads both headers; only `x-tollgate-cache` can be malformed.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self, CacheHeaderError> {
+        let directive = parse_header_values(headers.get_all(CACHE_HEADER).iter().map(|v| v.to_str()))?;
+        let mut control = CacheControl::default();
+        for value in headers.get_all(http::header::CACHE_CONTROL) {
+            // A Cache-Control we cannot read is not ours to reject; ignore it.
+            let Ok(value) = value.to_str() else { continue };
+            let cc = parse_cache_control(value);
+            control.no_cache |= cc.no_cache;
+            control.no_store |= cc.no_store;
         }
+        Ok(Self { directive, control })
     }
 }
+
+/// A mode named in the `x-tollgate-cache` header: the same four modes a configured rule sets.
+pub use tollgate_types::cache_rule::CacheRuleMode as HeaderMode;
 
 /// A parsed `x-tollgate-cache` header: what it set, each part optional.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -343,6 +373,36 @@ mod tests {
             parse_cache_control("no-cache=\"set-cookie\""),
             CacheControl { no_cache: true, no_store: false }
         );
+    }
+
+    #[test]
+    fn rules_resolve_most_specific_mode_and_ttl_strictest_allow() {
+        use tollgate_types::cache_rule::{CacheAllow, CacheRuleMode};
+        let rule = |mode, allow, ttl: Option<u64>| CacheRule { mode, allow, ttl_seconds: ttl };
+        let (hour, day) = (60 * MIN, 24 * 60 * MIN);
+        // Nothing set: off, everything allowed, the default TTL.
+        assert_eq!(
+            CachePolicy::from_rules(&[], hour, day),
+            CachePolicy { default: mode(false, false, hour), may_read: true, may_write: true, max_ttl: day }
+        );
+        let file = rule(Some(CacheRuleMode::Off), None, Some(600));
+        let alias = rule(Some(CacheRuleMode::On), None, None);
+        let tenant = rule(None, Some(CacheAllow::ReadWrite), Some(120));
+        let project = CacheRule::default();
+        let key = rule(Some(CacheRuleMode::ReadOnly), Some(CacheAllow::ReadOnly), None);
+        let p = CachePolicy::from_rules(&[&file, &alias, &tenant, &project], hour, day);
+        assert_eq!(p.default, mode(true, true, Duration::from_secs(120)));
+        let p = CachePolicy::from_rules(&[&file, &alias, &tenant, &project, &key], hour, day);
+        assert_eq!(p.default, mode(true, false, Duration::from_secs(120)));
+        assert!(p.may_read && !p.may_write);
+        // A ceiling anywhere holds, even under a more specific `read-write`.
+        let none = rule(None, Some(CacheAllow::None), None);
+        let p = CachePolicy::from_rules(&[&none, &alias, &tenant], hour, day);
+        assert!(!p.may_read && !p.may_write);
+        assert!(p.apply(&CacheRequest::default()).is_bypass());
+        // A rule's TTL above the maximum is cut to it.
+        let long = rule(None, None, Some(7 * 86_400));
+        assert_eq!(CachePolicy::from_rules(&[&long], hour, day).default.ttl, day);
     }
 
     #[test]

@@ -124,22 +124,9 @@ impl RawLimitsConfig {
     pub(super) fn validate(self, env: &dyn EnvSource, issues: &mut Issues) -> LimitsConfig {
         let backend = match self.backend.as_deref().unwrap_or("memory") {
             "memory" => LimiterBackend::Memory,
-            "redis" => match self.redis_url.as_deref().map(|u| interpolate(u, env)) {
-                Some(Ok(url)) if url.starts_with("redis://") || url.starts_with("rediss://") => {
-                    LimiterBackend::Redis { url: SecretString::from(url) }
-                }
-                Some(Ok(_)) => {
-                    issues.push("limits.redis_url", "must start with redis:// or rediss://");
-                    LimiterBackend::Memory
-                }
-                Some(Err(e)) => {
-                    issues.push("limits.redis_url", super::describe(e));
-                    LimiterBackend::Memory
-                }
-                None => {
-                    issues.push("limits.redis_url", "is required when limits.backend is redis");
-                    LimiterBackend::Memory
-                }
+            "redis" => match super::redis_url("limits", self.redis_url.as_deref(), env, issues) {
+                Some(url) => LimiterBackend::Redis { url },
+                None => LimiterBackend::Memory,
             },
             other => {
                 issues.push("limits.backend", format!("unknown backend {other:?} (known: memory, redis)"));

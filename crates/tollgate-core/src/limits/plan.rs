@@ -286,7 +286,7 @@ mod tests {
 
     use tollgate_types::limits::Usd;
     use tollgate_types::ports::BudgetPeriod;
-    use tollgate_types::tenancy::{KeyId, KeyScope, MemberId, MemberRole, ProjectId, TenantPolicy};
+    use tollgate_types::tenancy::TenantId;
     use uuid::Uuid;
 
     use super::*;
@@ -294,20 +294,8 @@ mod tests {
 
     fn principal(limits: ScopeLimits) -> Principal {
         Principal::Key(Arc::new(KeyPrincipal {
-            key_id: KeyId(Uuid::from_u128(1)),
-            tenant_id: TenantId(Uuid::from_u128(2)),
-            project_id: ProjectId(Uuid::from_u128(3)),
-            owner_id: MemberId(Uuid::from_u128(4)),
-            role: MemberRole::Owner,
-            scopes: vec![KeyScope::Inference],
-            allowed_models: None,
-            allowed_tags: Vec::new(),
-            policy: TenantPolicy::default(),
-            expires_at: None,
-            revoked_at: None,
             limits,
-            pricing: Arc::default(),
-            plans: PlanCache::default(),
+            ..KeyPrincipal::sample(TenantId(Uuid::from_u128(2)))
         }))
     }
 

@@ -8,11 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tollgate_types::ports::cache::CachedResponse;
 use tollgate_types::ports::usage::{TokenSource, UsageRecord, UsageSink};
 use tollgate_types::{GatewayError, JsonMap, Usage};
 
 use super::{Endpoint, RequestCtx};
 use crate::auth::Principal;
+use crate::cache::CacheStatus;
 use crate::limits::Charge;
 use crate::metering::Pricer;
 use crate::metrics::{self, RequestLabels};
@@ -38,6 +40,10 @@ pub(crate) struct Meter {
     done: AtomicBool,
     /// The answer came from a hedged attempt (two deployments were called).
     hedged: bool,
+    /// What the response cache did (chat requests that reached the `cache` stage).
+    cache_status: Option<CacheStatus>,
+    /// On a cache hit: the stored answer's original cost.
+    cost_saved: Option<u64>,
 }
 
 /// How an answered request went.
@@ -86,6 +92,8 @@ impl Meter {
             charge: Charge::none(),
             done: AtomicBool::new(false),
             hedged: false,
+            cache_status: None,
+            cost_saved: None,
         }
     }
 
@@ -97,6 +105,27 @@ impl Meter {
     /// Records whether the answer came from a hedged attempt ([`super::Served::hedged`]).
     pub(crate) fn note_hedged(&mut self, hedged: bool) {
         self.hedged = hedged;
+    }
+
+    /// Records what the response cache did for the request.
+    pub(crate) fn note_cache(&mut self, status: CacheStatus) {
+        self.cache_status = Some(status);
+    }
+
+    /// The request was answered from the response cache: no upstream call, no cost; the
+    /// stored answer's original cost is recorded as saved.
+    pub(crate) fn cached(&mut self, alias: &str, entry: &CachedResponse) {
+        self.cache_status = Some(CacheStatus::Hit);
+        self.cost_saved = Some(entry.cost_nanodollars);
+        if !self.finish() {
+            return;
+        }
+        let labels = RequestLabels { endpoint: self.endpoint.as_str(), model: alias, provider: "cache" };
+        metrics::record_request(labels, 200, self.started.elapsed());
+        ::metrics::counter!(crate::cache::service::CACHE_COST_SAVED, "model" => alias.to_owned())
+            .increment(entry.cost_nanodollars);
+        let answer = Answer::ok(Some(&entry.usage), 0);
+        self.emit(Some((&entry.provider, &entry.deployment)), None, Some(&entry.usage), None, &answer);
     }
 
     pub(crate) fn charge(&self) -> &Charge {
@@ -165,10 +194,10 @@ impl Meter {
     }
 
     /// A deployment of `alias` (the requested alias or a fallback) answered (for streams: the
-    /// stream is over).
-    pub(crate) fn answered(&self, alias: &str, d: &Deployment, answer: &Answer<'_>) {
+    /// stream is over). Returns what the answer cost, in nano-dollars, when priced.
+    pub(crate) fn answered(&self, alias: &str, d: &Deployment, answer: &Answer<'_>) -> Option<u64> {
         if !self.finish() {
-            return;
+            return None;
         }
         let cost = match (answer.usage, &self.pricer) {
             (Some(u), Some(pricer)) => {
@@ -190,7 +219,9 @@ impl Meter {
         // The record names the serving alias only when a fallback answered; `model` is always
         // what the client asked for.
         let served_model = (alias != self.model).then_some(alias);
+        let nanodollars = cost.as_ref().map(|c| c.nanodollars);
         self.emit(Some((d.provider_kind, d.name.as_str())), served_model, answer.usage, cost, answer);
+        nanodollars
     }
 
     fn tenant_pricing(&self) -> Option<&crate::metering::TenantPricing> {
@@ -232,11 +263,13 @@ impl Meter {
             cached_input_tokens: u.cached_tokens(),
             reasoning_tokens: u.completion_tokens_details.map_or(0, |d| d.reasoning_tokens),
             token_source: answer.source,
-            cost_nanodollars: cost.as_ref().map(|c| c.nanodollars),
+            // A cache hit cost nothing upstream.
+            cost_nanodollars: cost.as_ref().map(|c| c.nanodollars).or(self.cost_saved.map(|_| 0)),
             price_id: cost.map(|c| c.price_id),
             latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             ttft_ms: answer.ttft.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
-            cache_status: None,
+            cache_status: self.cache_status.map(|s| s.as_str().to_owned()),
+            cost_saved_nanodollars: self.cost_saved,
             user: self.user.clone(),
             metadata: self.metadata.clone(),
             served_model: served_model.map(str::to_owned),

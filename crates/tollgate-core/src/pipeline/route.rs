@@ -294,6 +294,7 @@ impl Gateway {
                             hedged,
                             in_flight: Some(in_flight),
                             rate_limits: RateLimitHeaders::default(),
+                            cache: None,
                         });
                     }
                     for (t, error) in failed {

@@ -7,6 +7,7 @@
 //! themselves and cannot drift from them. Authentication (and the `admin` scope) is checked by
 //! the app's auth middleware before any of this runs; `openapi.json` is public.
 
+mod cache;
 mod credentials;
 mod deployments;
 pub mod extract;
@@ -53,6 +54,7 @@ pub const OPENAPI_PATH: &str = "/admin/v1/openapi.json";
         (name = "credentials", description = "Provider credentials a tenant brings (BYOK)"),
         (name = "audit", description = "Every admin change, with before and after"),
         (name = "routing", description = "Aliases, their deployments and live health (super-admin)"),
+        (name = "cache", description = "The response cache: purge a tenant's cached answers"),
     )
 )]
 struct ApiDoc;
@@ -132,6 +134,7 @@ fn api() -> (Router<AppState>, OpenApiDoc) {
         .routes(routes!(credentials::get, credentials::delete))
         .routes(routes!(credentials::audit))
         .routes(routes!(usage::report))
+        .routes(routes!(cache::purge))
         .routes(routes!(deployments::list))
         .split_for_parts();
     Conventions.modify(&mut doc);

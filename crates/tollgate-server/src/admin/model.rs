@@ -12,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use tollgate_core::admin::{CreateCredential, CreatedKey, Me};
 use tollgate_types::JsonMap;
+use tollgate_types::cache_rule::{CacheAllow, CacheRule, CacheRuleMode};
 use tollgate_types::limits::{
     BudgetSpec, LimitPolicy, PriceAmount, PriceEntry, PricingPolicy, RateLimits, Usd,
 };
@@ -212,17 +213,21 @@ pub struct Policy {
     /// `region`) serve this tenant, e.g. `["eu"]`; empty: any deployment.
     #[serde(default)]
     pub allowed_tags: Vec<String>,
+    /// The response cache for the tenant's requests; `{}` (or left out) sets nothing, and the
+    /// gateway's configuration decides. Its `allow` caps every project and key of the tenant.
+    #[serde(default)]
+    pub cache: Cache,
 }
 
 impl From<TenantPolicy> for Policy {
     fn from(p: TenantPolicy) -> Self {
-        Self { byok_only: p.byok_only, allowed_tags: p.allowed_tags }
+        Self { byok_only: p.byok_only, allowed_tags: p.allowed_tags, cache: p.cache.into() }
     }
 }
 
 impl From<Policy> for TenantPolicy {
     fn from(p: Policy) -> Self {
-        Self { byok_only: p.byok_only, allowed_tags: p.allowed_tags }
+        Self { byok_only: p.byok_only, allowed_tags: p.allowed_tags, cache: p.cache.into() }
     }
 }
 
@@ -298,6 +303,8 @@ pub struct ProjectView {
     pub name: String,
     /// Limits on all the project's requests together.
     pub limits: Limits,
+    /// The response cache for the project's requests (`{}`: inherit the tenant's).
+    pub cache: Cache,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -312,6 +319,7 @@ impl From<Project> for ProjectView {
             tenant_id: p.tenant_id.0,
             name: p.name,
             limits: p.limits.into(),
+            cache: p.cache.into(),
             created_at: p.created_at,
             updated_at: p.updated_at,
         }
@@ -325,23 +333,31 @@ pub struct CreateProject {
     pub name: String,
     /// The project's limits from the start (admins and owners).
     pub limits: Option<Limits>,
+    /// The project's response-cache rule; left out: inherit the tenant's.
+    #[serde(default)]
+    pub cache: Cache,
 }
 
 impl From<CreateProject> for NewProject {
     fn from(b: CreateProject) -> Self {
-        Self { name: b.name, limits: b.limits.map(Into::into) }
+        Self { name: b.name, limits: b.limits.map(Into::into), cache: b.cache.into() }
     }
 }
 
+/// Fields left out are unchanged. `cache` replaces the project's rule whole; `{}` or `null`
+/// clears it (inherit the tenant's).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
     pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Cache>)]
+    pub cache: Option<Option<Cache>>,
 }
 
 impl From<UpdateProject> for ProjectPatch {
     fn from(b: UpdateProject) -> Self {
-        Self { name: b.name }
+        Self { name: b.name, cache: b.cache.map(|c| c.unwrap_or_default().into()) }
     }
 }
 
@@ -427,6 +443,8 @@ pub struct KeyView {
     pub metadata: JsonMap,
     /// Limits on the key's requests.
     pub limits: Limits,
+    /// The response cache for the key's requests (`{}`: inherit the project's).
+    pub cache: Cache,
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -454,6 +472,7 @@ impl From<ApiKey> for KeyView {
             allowed_tags: k.allowed_tags,
             metadata: k.metadata,
             limits: k.limits.into(),
+            cache: k.cache.into(),
             expires_at: k.expires_at,
             revoked_at: k.revoked_at,
             last_used_at: k.last_used_at,
@@ -505,6 +524,10 @@ pub struct CreateKey {
     pub expires_at: Option<OffsetDateTime>,
     /// The key's limits from the start (admins and owners).
     pub limits: Option<Limits>,
+    /// The key's response-cache rule (admins and owners); left out: inherit the project's.
+    /// E.g. `{"allow": "read-only"}` for a low-trust key that must not write the cache.
+    #[serde(default)]
+    pub cache: Cache,
 }
 
 impl From<CreateKey> for tollgate_core::admin::CreateKey {
@@ -519,12 +542,14 @@ impl From<CreateKey> for tollgate_core::admin::CreateKey {
             metadata: b.metadata,
             expires_at: b.expires_at,
             limits: b.limits.map(Into::into),
+            cache: b.cache.into(),
         }
     }
 }
 
 /// Fields left out are unchanged; `null` clears `allowed_models` (every model), `allowed_tags`
-/// (no restriction of its own, as `[]` does) or `expires_at`.
+/// (no restriction of its own, as `[]` does), `expires_at` or `cache` (inherit the project's,
+/// as `{}` does). `cache` replaces the key's rule whole and needs the admin role.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKey {
@@ -540,6 +565,9 @@ pub struct UpdateKey {
     #[serde(default, deserialize_with = "nullable_time")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Option<OffsetDateTime>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Cache>)]
+    pub cache: Option<Option<Cache>>,
 }
 
 impl From<UpdateKey> for KeyPatch {
@@ -550,7 +578,112 @@ impl From<UpdateKey> for KeyPatch {
             allowed_tags: b.allowed_tags.map(Option::unwrap_or_default),
             metadata: b.metadata,
             expires_at: b.expires_at,
+            cache: b.cache.map(|c| c.unwrap_or_default().into()),
         }
+    }
+}
+
+// === response cache ===
+// Mirrors of `tollgate_types::cache_rule` carrying the OpenAPI schemas. Same JSON shape:
+// kebab-case values, unset fields left out (`{}` sets nothing). See docs/caching.md.
+
+/// What a request that sends no `x-tollgate-cache` header does with the response cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheMode {
+    /// Answer from the cache when possible, and store new answers.
+    On,
+    /// Neither.
+    Off,
+    /// Answer from the cache, never store.
+    ReadOnly,
+    /// Store answers, never answer from the cache (warming).
+    WriteOnly,
+}
+
+impl From<CacheRuleMode> for CacheMode {
+    fn from(m: CacheRuleMode) -> Self {
+        match m {
+            CacheRuleMode::On => CacheMode::On,
+            CacheRuleMode::Off => CacheMode::Off,
+            CacheRuleMode::ReadOnly => CacheMode::ReadOnly,
+            CacheRuleMode::WriteOnly => CacheMode::WriteOnly,
+        }
+    }
+}
+
+impl From<CacheMode> for CacheRuleMode {
+    fn from(m: CacheMode) -> Self {
+        match m {
+            CacheMode::On => CacheRuleMode::On,
+            CacheMode::Off => CacheRuleMode::Off,
+            CacheMode::ReadOnly => CacheRuleMode::ReadOnly,
+            CacheMode::WriteOnly => CacheRuleMode::WriteOnly,
+        }
+    }
+}
+
+/// The most any request may do with the response cache, whatever its header asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum CacheAllowance {
+    /// Reading and writing (no restriction).
+    ReadWrite,
+    /// Reading only: answers are never stored.
+    ReadOnly,
+    /// Nothing: the cache is never consulted.
+    None,
+}
+
+impl From<CacheAllow> for CacheAllowance {
+    fn from(a: CacheAllow) -> Self {
+        match a {
+            CacheAllow::ReadWrite => CacheAllowance::ReadWrite,
+            CacheAllow::ReadOnly => CacheAllowance::ReadOnly,
+            CacheAllow::None => CacheAllowance::None,
+        }
+    }
+}
+
+impl From<CacheAllowance> for CacheAllow {
+    fn from(a: CacheAllowance) -> Self {
+        match a {
+            CacheAllowance::ReadWrite => CacheAllow::ReadWrite,
+            CacheAllowance::ReadOnly => CacheAllow::ReadOnly,
+            CacheAllowance::None => CacheAllow::None,
+        }
+    }
+}
+
+/// The response-cache rule of a tenant (in its policy), a project or a key. A field left out
+/// inherits the level above (key, then project, tenant, the gateway's configuration). `mode`
+/// and `ttl_seconds`: the most specific level that sets them wins; `allow`: every level's
+/// applies, the strictest wins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cache {
+    /// The default for requests without an `x-tollgate-cache` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<CacheMode>,
+    /// A ceiling on what requests may do (e.g. `read-only` for a low-trust key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<CacheAllowance>,
+    /// How long stored answers live, 1 to 31536000 seconds (a year); the gateway's
+    /// `cache.max_ttl` caps it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 31536000)]
+    pub ttl_seconds: Option<u64>,
+}
+
+impl From<CacheRule> for Cache {
+    fn from(r: CacheRule) -> Self {
+        Self { mode: r.mode.map(Into::into), allow: r.allow.map(Into::into), ttl_seconds: r.ttl_seconds }
+    }
+}
+
+impl From<Cache> for CacheRule {
+    fn from(c: Cache) -> Self {
+        Self { mode: c.mode.map(Into::into), allow: c.allow.map(Into::into), ttl_seconds: c.ttl_seconds }
     }
 }
 

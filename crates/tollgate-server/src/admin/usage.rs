@@ -1,5 +1,6 @@
-//! A tenant's usage report: requests, errors, tokens and cost over a time range, grouped by
-//! day, hour, model, project, key or provider; JSON or CSV. Every member may read it.
+//! A tenant's usage report: requests, errors, tokens, cost and what the response cache answered
+//! and saved over a time range, grouped by day, hour, model, project, key or provider; JSON or
+//! CSV. Every member may read it.
 
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -40,6 +41,14 @@ pub struct UsageRow {
     pub cached_input_tokens: u64,
     /// Exact cost, as a decimal string of US dollars.
     pub cost_usd: String,
+    /// Requests answered from the response cache.
+    pub cache_hits: u64,
+    /// Requests the cache was consulted for and could not answer; the hit rate is
+    /// `cache_hits / (cache_hits + cache_misses)`.
+    pub cache_misses: u64,
+    /// What the cache hits' answers cost when they were first made (the spend the cache saved),
+    /// as a decimal string of US dollars.
+    pub cost_saved_usd: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -112,6 +121,9 @@ fn row(t: &UsageTotals) -> UsageRow {
         output_tokens: t.output_tokens,
         cached_input_tokens: t.cached_input_tokens,
         cost_usd: usd(t.cost_nanodollars),
+        cache_hits: t.cache_hits,
+        cache_misses: t.cache_misses,
+        cost_saved_usd: usd(t.cost_saved_nanodollars),
     }
 }
 
@@ -138,22 +150,27 @@ fn view(r: &UsageReport) -> UsageReportView {
 }
 
 fn csv_response(r: &UsageReport) -> Response {
-    let mut out =
-        String::from("group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost_usd\n");
+    let mut out = String::from(
+        "group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost_usd,cache_hits,cache_misses,\
+         cost_saved_usd\n",
+    );
     for t in
         r.groups.iter().chain(std::iter::once(&UsageTotals { group: "total".into(), ..r.totals.clone() }))
     {
         let u = row(t);
         // Groups are days, hours, ids, or model/provider names from the config; quote anyway.
         out.push_str(&format!(
-            "\"{}\",{},{},{},{},{},{}\n",
+            "\"{}\",{},{},{},{},{},{},{},{},{}\n",
             u.group.replace('"', "\"\""),
             u.requests,
             u.errors,
             u.input_tokens,
             u.output_tokens,
             u.cached_input_tokens,
-            u.cost_usd
+            u.cost_usd,
+            u.cache_hits,
+            u.cache_misses,
+            u.cost_saved_usd
         ));
     }
     ([(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"))], out).into_response()

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use tollgate_core::cache::CacheRequest;
 use tollgate_core::pipeline::RouteControls;
 use tollgate_types::GatewayError;
 
@@ -30,6 +31,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Controls {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         parse(&parts.headers).map(Controls).map_err(ApiError)
+    }
+}
+
+/// The request's cache headers (`x-tollgate-cache`, `Cache-Control`) as an extractor; a
+/// malformed `x-tollgate-cache` is a 400 naming the header and what it accepts.
+pub struct CacheHeaders(pub CacheRequest);
+
+impl<S: Send + Sync> FromRequestParts<S> for CacheHeaders {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        CacheRequest::from_headers(&parts.headers)
+            .map(CacheHeaders)
+            .map_err(|e| ApiError(GatewayError::invalid_request(e.to_string())))
     }
 }
 

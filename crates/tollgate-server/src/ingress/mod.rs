@@ -6,9 +6,10 @@ pub mod openai;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
+use tollgate_core::cache::CacheStatus;
 use tollgate_core::limits::RateLimitHeaders;
 use tollgate_core::limits::enforcer::reset_text;
-use tollgate_core::pipeline::Served;
+use tollgate_core::pipeline::{CachedAnswer, Served};
 use tollgate_core::registry::{Deployment, ModelRoute};
 use tollgate_types::ports::LimitStatus;
 
@@ -20,6 +21,8 @@ pub const DEPLOYMENT_HEADER: &str = "x-tollgate-deployment";
 pub const MODEL_HEADER: &str = "x-tollgate-model";
 /// Upstream attempts the answer took.
 pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
+/// What the response cache did: `hit`, `miss` or `bypass` (chat only).
+pub const CACHE_HEADER: &str = tollgate_core::cache::CACHE_HEADER;
 
 /// Who answered, for the response headers.
 pub struct ServedBy<'a> {
@@ -27,6 +30,7 @@ pub struct ServedBy<'a> {
     pub alias: &'a str,
     pub attempts: u32,
     pub limits: &'a RateLimitHeaders,
+    pub cache: Option<CacheStatus>,
 }
 
 impl<'a> ServedBy<'a> {
@@ -36,14 +40,15 @@ impl<'a> ServedBy<'a> {
         route: &'a ModelRoute,
         attempts: u32,
         limits: &'a RateLimitHeaders,
+        cache: Option<CacheStatus>,
     ) -> Self {
-        Self { deployment, alias: &route.alias, attempts, limits }
+        Self { deployment, alias: &route.alias, attempts, limits, cache }
     }
 }
 
 impl<'a, T> From<&'a Served<T>> for ServedBy<'a> {
     fn from(s: &'a Served<T>) -> Self {
-        Self::parts(&s.deployment, &s.route, s.attempts, &s.rate_limits)
+        Self::parts(&s.deployment, &s.route, s.attempts, &s.rate_limits, s.cache)
     }
 }
 
@@ -59,8 +64,30 @@ pub fn with_served(mut resp: Response, by: ServedBy<'_>) -> Response {
         h.insert(MODEL_HEADER, v);
     }
     h.insert(ATTEMPTS_HEADER, HeaderValue::from(by.attempts));
+    if let Some(status) = by.cache {
+        h.insert(CACHE_HEADER, HeaderValue::from_static(status.as_str()));
+    }
     rate_limit_headers(h, &REQUESTS, limits.requests.as_ref());
     rate_limit_headers(h, &TOKENS, limits.tokens.as_ref());
+    resp
+}
+
+/// The headers of an answer from the response cache: `x-tollgate-cache: hit`, no upstream
+/// attempts, and the provider and deployment that made the stored answer. No rate-limit headers:
+/// a hit takes no limits.
+pub fn with_cache_hit(mut resp: Response, hit: &CachedAnswer) -> Response {
+    let h = resp.headers_mut();
+    h.insert(CACHE_HEADER, HeaderValue::from_static(CacheStatus::Hit.as_str()));
+    for (name, value) in [
+        (PROVIDER_HEADER, &hit.entry.provider),
+        (DEPLOYMENT_HEADER, &hit.entry.deployment),
+        (MODEL_HEADER, &hit.alias),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            h.insert(name, v);
+        }
+    }
+    h.insert(ATTEMPTS_HEADER, HeaderValue::from(0));
     resp
 }
 

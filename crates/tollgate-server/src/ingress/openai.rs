@@ -14,8 +14,8 @@ use tollgate_core::auth::Principal;
 use tollgate_core::pipeline::{ChatOutcome, CompletionOutcome};
 use tollgate_types::{ChatRequest, CompletionRequest, EmbeddingsRequest, ErrorKind, GatewayError};
 
-use super::controls::Controls;
-use super::{ServedBy, with_served};
+use super::controls::{CacheHeaders, Controls};
+use super::{ServedBy, with_cache_hit, with_served};
 use crate::app::AppState;
 use crate::errors::ApiError;
 use crate::extract::JsonBody;
@@ -27,14 +27,23 @@ pub async fn chat_completions(
     Extension(RequestId(id)): Extension<RequestId>,
     Extension(principal): Extension<Principal>,
     Controls(controls): Controls,
+    CacheHeaders(cache): CacheHeaders,
     JsonBody(req): JsonBody<ChatRequest>,
 ) -> Result<Response, ApiError> {
-    let ctx = RequestCtx::new(id, principal).with_controls(controls);
+    let ctx = RequestCtx::new(id, principal).with_controls(controls).with_cache(cache);
     Ok(match state.gateway.chat(&ctx, req).await? {
         ChatOutcome::Json(s) => with_served(json_response(&s.value)?, (&s).into()),
         ChatOutcome::Stream(s) => {
-            let by = ServedBy::parts(&s.deployment, &s.route, s.attempts, &s.rate_limits);
+            let by = ServedBy::parts(&s.deployment, &s.route, s.attempts, &s.rate_limits, s.cache);
             with_served(sse::response(s.value), by)
+        }
+        ChatOutcome::Cached(hit) => {
+            let resp = if hit.stream {
+                sse::response(futures::stream::iter(hit.chunks().into_iter().map(Ok)))
+            } else {
+                json_response(&hit.entry.response)?
+            };
+            with_cache_hit(resp, &hit)
         }
     })
 }
@@ -50,7 +59,7 @@ pub async fn completions(
     Ok(match state.gateway.completions(&ctx, req).await? {
         CompletionOutcome::Json(s) => with_served(json_response(&s.value)?, (&s).into()),
         CompletionOutcome::Stream(s) => {
-            let by = ServedBy::parts(&s.deployment, &s.route, s.attempts, &s.rate_limits);
+            let by = ServedBy::parts(&s.deployment, &s.route, s.attempts, &s.rate_limits, s.cache);
             let chunks = s.value.map(|item| item.map_err(GatewayError::from));
             with_served(sse::response(chunks), by)
         }

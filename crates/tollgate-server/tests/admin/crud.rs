@@ -39,7 +39,7 @@ async fn tenants_crud(b: Backend) {
     let h = Harness::start(b).await;
     let created = h.admin(Method::POST, "/admin/v1/tenants", Some(json!({"name": "t1"}))).await;
     assert_eq!(created["object"], "tenant");
-    assert_eq!(created["policy"], json!({"byok_only": false, "allowed_tags": []}));
+    assert_eq!(created["policy"], json!({"byok_only": false, "allowed_tags": [], "cache": {}}));
     let id = created["id"].as_str().unwrap();
     let path = format!("/admin/v1/tenants/{id}");
     assert_eq!(h.admin(Method::GET, &path, None).await["name"], "t1");
@@ -290,6 +290,7 @@ async fn openapi_document_lists_every_route() {
         (format!("{t}/keys/{{key_id}}/rotate"), "post"),
         (format!("{t}/audit"), "get"),
         (format!("{t}/usage"), "get"),
+        (format!("{t}/cache/purge"), "post"),
         (format!("{t}/limits"), "get"),
         (format!("{t}/limits"), "put"),
         (format!("{t}/pricing"), "get"),
@@ -318,7 +319,7 @@ async fn openapi_document_lists_every_route() {
             }),
     )
     .collect();
-    assert_eq!(expected.len(), 37);
+    assert_eq!(expected.len(), 38);
     for (path, method) in &expected {
         let op = &doc["paths"][path][method];
         assert!(op.is_object(), "{method} {path} missing from the document");
@@ -341,6 +342,7 @@ async fn openapi_document_lists_every_route() {
         }
     }
     assert!(doc["components"]["schemas"]["CreatedKeyView"].is_object());
+    assert!(doc["components"]["schemas"]["Cache"].is_object(), "the cache rule is documented");
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
 

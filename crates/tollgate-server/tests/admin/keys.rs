@@ -66,6 +66,7 @@ async fn expired_malformed_and_unknown_keys_get_401(b: Backend) {
         metadata: Default::default(),
         expires_at: Some(OffsetDateTime::now_utc() - time::Duration::minutes(1)),
         limits: None,
+        cache: Default::default(),
     };
     h.store.admin.create_key(tenant, new, &Actor::Cli).await.unwrap();
     let r = h.chat(&g.secret, "echo").await;

@@ -32,6 +32,7 @@ macro_rules! on_every_store {
 
 mod audit;
 mod byok;
+mod cache;
 mod crud;
 mod harness;
 mod input;

@@ -1,5 +1,6 @@
 //! The usage report: totals per day / model / project / key / provider over a range, JSON and
-//! CSV, for every member of the tenant and nobody else.
+//! CSV, for every member of the tenant and nobody else; with what the response cache answered
+//! (hits, misses) and saved.
 
 use reqwest::Method;
 use serde_json::json;
@@ -10,6 +11,11 @@ use tollgate_types::tenancy::{KeyId, ProjectId, TenantId};
 use crate::harness::{Backend, Harness};
 
 on_every_store!(usage_report_groups_and_totals_a_tenants_records);
+
+/// `r` as the cache recorded it: `hit` (with the saving), `miss` or `bypass`.
+fn cached(r: UsageRecord, status: &str, saved: Option<u64>) -> UsageRecord {
+    UsageRecord { cache_status: Some(status.into()), cost_saved_nanodollars: saved, ..r }
+}
 
 fn record(
     tenant: TenantId,
@@ -42,6 +48,7 @@ fn record(
         latency_ms: 10,
         ttft_ms: None,
         cache_status: None,
+        cost_saved_nanodollars: None,
         user: None,
         metadata: Default::default(),
         served_model: None,
@@ -58,9 +65,11 @@ async fn usage_report_groups_and_totals_a_tenants_records(b: Backend) {
     h.store
         .usage
         .insert_usage(&[
-            record(ta, datetime!(2026-11-01 10:00 UTC), "gpt", 200, 100, 1_500_000_000),
+            cached(record(ta, datetime!(2026-11-01 10:00 UTC), "gpt", 200, 100, 1_500_000_000), "miss", None),
             record(ta, datetime!(2026-11-01 23:59 UTC), "claude", 502, 0, 0),
-            record(ta, datetime!(2026-11-02 08:00 UTC), "gpt", 200, 40, 250),
+            cached(record(ta, datetime!(2026-11-02 08:00 UTC), "gpt", 200, 40, 250), "bypass", None),
+            // Answered from the cache: no tokens, no cost, the first answer's cost saved.
+            cached(record(ta, datetime!(2026-11-02 09:00 UTC), "gpt", 200, 0, 0), "hit", Some(1_500_000_007)),
             record(ta, datetime!(2026-12-05 08:00 UTC), "gpt", 200, 1, 1), // outside the range
             record(to, datetime!(2026-11-01 11:00 UTC), "gpt", 200, 999, 999),
         ])
@@ -77,11 +86,30 @@ async fn usage_report_groups_and_totals_a_tenants_records(b: Backend) {
         .iter()
         .map(|d| (d["group"].clone(), d["requests"].clone()))
         .collect();
-    assert_eq!(days, [(json!("2026-11-01"), json!(2)), (json!("2026-11-02"), json!(1))]);
-    assert_eq!(by_day["totals"]["requests"], 3);
+    assert_eq!(days, [(json!("2026-11-01"), json!(2)), (json!("2026-11-02"), json!(2))]);
+    assert_eq!(by_day["totals"]["requests"], 4);
     assert_eq!(by_day["totals"]["errors"], 1);
     assert_eq!(by_day["totals"]["input_tokens"], 140);
     assert_eq!(by_day["totals"]["cost_usd"], "1.500000250", "exact, never a float");
+    // Cache: a bypass and a refused request count as neither hit nor miss.
+    let cache: Vec<_> = by_day["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["cache_hits"].clone(), d["cache_misses"].clone(), d["cost_saved_usd"].clone()))
+        .collect();
+    assert_eq!(
+        cache,
+        [(json!(0), json!(1), json!("0.000000000")), (json!(1), json!(0), json!("1.500000007"))]
+    );
+    assert_eq!(
+        (
+            &by_day["totals"]["cache_hits"],
+            &by_day["totals"]["cache_misses"],
+            &by_day["totals"]["cost_saved_usd"]
+        ),
+        (&json!(1), &json!(1), &json!("1.500000007"))
+    );
 
     let by_model =
         h.ok(&a.owner_key, Method::GET, &a.path(&format!("/usage?{range}&group_by=model")), None).await;
@@ -94,7 +122,7 @@ async fn usage_report_groups_and_totals_a_tenants_records(b: Backend) {
     assert_eq!(models, ["claude", "gpt"]);
     let by_project =
         h.ok(&a.owner_key, Method::GET, &a.path(&format!("/usage?{range}&group_by=project")), None).await;
-    assert_eq!(by_project["data"].as_array().unwrap().len(), 3);
+    assert_eq!(by_project["data"].as_array().unwrap().len(), 4);
     assert!(
         by_project["data"][0]["group"].as_str().unwrap().parse::<uuid::Uuid>().is_ok(),
         "ids print as UUIDs"
@@ -105,8 +133,13 @@ async fn usage_report_groups_and_totals_a_tenants_records(b: Backend) {
         .await;
     assert_eq!(csv.status, 200);
     let lines: Vec<&str> = csv.text.lines().collect();
-    assert_eq!(lines[0], "group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost_usd");
-    assert_eq!(lines.last().copied(), Some("\"total\",3,1,140,70,0,1.500000250"));
+    assert_eq!(
+        lines[0],
+        "group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost_usd,cache_hits,cache_misses,\
+         cost_saved_usd"
+    );
+    assert_eq!(lines[2], "\"2026-11-02\",2,0,40,20,0,0.000000250,1,0,1.500000007");
+    assert_eq!(lines.last().copied(), Some("\"total\",4,1,140,70,0,1.500000250,1,1,1.500000007"));
 
     // A viewer reads usage; another tenant's key sees nothing of it; bad input names the field.
     let viewer = h.member(&a, "viewer", &["admin"]).await;

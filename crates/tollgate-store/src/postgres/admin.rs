@@ -122,8 +122,8 @@ async fn insert_key(conn: &mut PgConnection, tenant: TenantId, new: &NewKey) -> 
     }
     let row = sqlx::query(concat!(
         "INSERT INTO api_keys (id, tenant_id, project_id, owner_id, name, prefix, hash, scopes, allowed_models, \
-         allowed_tags, metadata, expires_at, limits, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now(), now()) RETURNING ",
+         allowed_tags, metadata, expires_at, limits, cache, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now(), now()) RETURNING ",
         key_cols!()
     ))
     .bind(new.id.0)
@@ -139,6 +139,7 @@ async fn insert_key(conn: &mut PgConnection, tenant: TenantId, new: &NewKey) -> 
     .bind(serde_json::Value::Object(new.metadata.clone()))
     .bind(new.expires_at)
     .bind(to_json(&new.limits.clone().unwrap_or_default())?)
+    .bind(to_json(&new.cache)?)
     .fetch_one(conn)
     .await
     .map_err(|e| write_error(e, key_conflict(new)))?;
@@ -281,14 +282,15 @@ impl AdminStore for PostgresStore {
         let name = new.name;
         let mut tx = self.tenant_tx(tenant).await?;
         let row = sqlx::query(concat!(
-            "INSERT INTO projects (id, tenant_id, name, limits, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, now(), now()) RETURNING ",
+            "INSERT INTO projects (id, tenant_id, name, limits, cache, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, now(), now()) RETURNING ",
             project_cols!()
         ))
         .bind(ProjectId::new().0)
         .bind(tenant.0)
         .bind(&name)
         .bind(to_json(&new.limits.unwrap_or_default())?)
+        .bind(to_json(&new.cache)?)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| write_error(e, name_conflict("project", &name)))?;
@@ -339,17 +341,20 @@ impl AdminStore for PostgresStore {
         patch: ProjectPatch,
         actor: &Actor,
     ) -> Result<Project, StoreError> {
-        let new_name = validate::project_patch(patch)?.name;
+        let patch = validate::project_patch(patch)?;
         let mut tx = self.tenant_tx(tenant).await?;
         let before = lock_project(&mut tx, tenant, id).await?;
-        let name = new_name.unwrap_or_else(|| before.name.clone());
+        let name = patch.name.unwrap_or_else(|| before.name.clone());
+        let cache = patch.cache.unwrap_or(before.cache);
         let row = sqlx::query(concat!(
-            "UPDATE projects SET name = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING ",
+            "UPDATE projects SET name = $3, cache = $4, updated_at = now() WHERE tenant_id = $1 AND id = $2 \
+             RETURNING ",
             project_cols!()
         ))
         .bind(tenant.0)
         .bind(id.0)
         .bind(&name)
+        .bind(to_json(&cache)?)
         .fetch_one(&mut *tx)
         .await
         .map_err(|e| write_error(e, name_conflict("project", &name)))?;
@@ -364,6 +369,11 @@ impl AdminStore for PostgresStore {
             after: Some(to_json(&after)?),
         };
         write_audit(&mut tx, audit).await?;
+        if after.cache != before.cache {
+            // Keys carry their project's cache rule: every cached key of the tenant may belong
+            // to the project.
+            notify(&mut tx, Change::Tenant(tenant)).await?;
+        }
         tx.commit().await.map_err(db_error)?;
         Ok(after)
     }
@@ -633,9 +643,10 @@ impl AdminStore for PostgresStore {
         let allowed_tags = patch.allowed_tags.unwrap_or_else(|| before.allowed_tags.clone());
         let metadata = patch.metadata.unwrap_or_else(|| before.metadata.clone());
         let expires_at = patch.expires_at.unwrap_or(before.expires_at);
+        let cache = patch.cache.unwrap_or(before.cache);
         let row = sqlx::query(concat!(
             "UPDATE api_keys SET name = $3, allowed_models = $4, allowed_tags = $5, metadata = $6, expires_at = $7, \
-             updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING ",
+             cache = $8, updated_at = now() WHERE tenant_id = $1 AND id = $2 RETURNING ",
             key_cols!()
         ))
         .bind(tenant.0)
@@ -645,6 +656,7 @@ impl AdminStore for PostgresStore {
         .bind(&allowed_tags)
         .bind(serde_json::Value::Object(metadata))
         .bind(expires_at)
+        .bind(to_json(&cache)?)
         .fetch_one(&mut *tx)
         .await
         .map_err(db_error)?;

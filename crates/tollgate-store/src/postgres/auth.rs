@@ -19,8 +19,8 @@ impl AuthStore for PostgresStore {
     async fn authenticate_key(&self, hash: &KeyHash) -> Result<Option<KeyAuth>, StoreError> {
         let row = sqlx::query(
             "SELECT key_id, tenant_id, project_id, owner_id, role, scopes, allowed_models, allowed_tags, expires_at, \
-             revoked_at, tenant_policy, key_limits, project_limits, tenant_limits, tenant_pricing \
-             FROM tollgate_authenticate_key($1)",
+             revoked_at, tenant_policy, key_limits, project_limits, tenant_limits, tenant_pricing, key_cache, \
+             project_cache FROM tollgate_authenticate_key($1)",
         )
         .bind(&hash.0[..])
         .fetch_optional(&self.pool)

@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 use sqlx::postgres::PgRow;
+use tollgate_types::cache_rule::CacheRule;
 use tollgate_types::limits::{LimitPolicy, PricingPolicy};
 use tollgate_types::ports::store::{SealedCredential, StoreError};
 use tollgate_types::tenancy::{
@@ -18,7 +19,7 @@ macro_rules! tenant_cols {
 }
 macro_rules! project_cols {
     () => {
-        "id, tenant_id, name, limits, created_at, updated_at"
+        "id, tenant_id, name, limits, cache, created_at, updated_at"
     };
 }
 macro_rules! member_cols {
@@ -29,7 +30,7 @@ macro_rules! member_cols {
 macro_rules! key_cols {
     () => {
         "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, allowed_tags, metadata, \
-         limits, expires_at, revoked_at, last_used_at, created_at, updated_at"
+         limits, cache, expires_at, revoked_at, last_used_at, created_at, updated_at"
     };
 }
 /// Without the ciphertext: what lists and the admin API get.
@@ -65,6 +66,10 @@ fn limits(row: &PgRow, col: &str) -> Result<LimitPolicy, StoreError> {
 }
 
 fn pricing(row: &PgRow, col: &str) -> Result<PricingPolicy, StoreError> {
+    serde_json::from_value(get(row, col)?).map_err(|e| corrupt(col, e))
+}
+
+fn cache(row: &PgRow, col: &str) -> Result<CacheRule, StoreError> {
     serde_json::from_value(get(row, col)?).map_err(|e| corrupt(col, e))
 }
 
@@ -104,6 +109,7 @@ pub(super) fn project(row: &PgRow) -> Result<Project, StoreError> {
         tenant_id: TenantId(get(row, "tenant_id")?),
         name: get(row, "name")?,
         limits: limits(row, "limits")?,
+        cache: cache(row, "cache")?,
         created_at: get(row, "created_at")?,
         updated_at: get(row, "updated_at")?,
     })
@@ -137,6 +143,7 @@ pub(super) fn key(row: &PgRow) -> Result<ApiKey, StoreError> {
         allowed_tags: get(row, "allowed_tags")?,
         metadata,
         limits: limits(row, "limits")?,
+        cache: cache(row, "cache")?,
         expires_at: get(row, "expires_at")?,
         revoked_at: get(row, "revoked_at")?,
         last_used_at: get(row, "last_used_at")?,
@@ -162,6 +169,8 @@ pub(super) fn key_auth(row: &PgRow) -> Result<KeyAuth, StoreError> {
         project_limits: limits(row, "project_limits")?,
         tenant_limits: limits(row, "tenant_limits")?,
         tenant_pricing: pricing(row, "tenant_pricing")?,
+        key_cache: cache(row, "key_cache")?,
+        project_cache: cache(row, "project_cache")?,
     })
 }
 

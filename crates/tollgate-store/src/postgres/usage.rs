@@ -40,6 +40,7 @@ impl UsageStore for PostgresStore {
                     "cost_nanodollars": r.cost_nanodollars, "price_id": r.price_id, "latency_ms": r.latency_ms,
                     "ttft_ms": r.ttft_ms, "cache_status": r.cache_status, "user_tag": r.user, "metadata": r.metadata,
                     "served_model": r.served_model, "attempts": r.attempts, "hedged": r.hedged,
+                    "cost_saved_nanodollars": r.cost_saved_nanodollars,
                 })
             })
             .collect();

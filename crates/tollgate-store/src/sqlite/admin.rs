@@ -108,6 +108,7 @@ async fn insert_key(
         allowed_tags: new.allowed_tags,
         metadata: new.metadata,
         limits: new.limits.unwrap_or_default(),
+        cache: new.cache,
         expires_at: new.expires_at,
         revoked_at: None,
         last_used_at: None,
@@ -117,7 +118,7 @@ async fn insert_key(
     sqlx::query(concat!(
         "INSERT INTO api_keys (",
         key_cols!(),
-        ", hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ", hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     ))
     .bind(key.id.0)
     .bind(tenant.0)
@@ -130,6 +131,7 @@ async fn insert_key(
     .bind(sqlx::types::Json(&key.allowed_tags))
     .bind(sqlx::types::Json(&key.metadata))
     .bind(sqlx::types::Json(&key.limits))
+    .bind(sqlx::types::Json(&key.cache))
     .bind(key.expires_at)
     .bind(key.revoked_at)
     .bind(key.last_used_at)
@@ -306,15 +308,17 @@ impl AdminStore for SqliteStore {
             tenant_id: tenant,
             name: new.name,
             limits: new.limits.unwrap_or_default(),
+            cache: new.cache,
             created_at: now,
             updated_at: now,
         };
         let mut tx = self.write_tx().await?;
-        sqlx::query(concat!("INSERT INTO projects (", project_cols!(), ") VALUES (?, ?, ?, ?, ?, ?)"))
+        sqlx::query(concat!("INSERT INTO projects (", project_cols!(), ") VALUES (?, ?, ?, ?, ?, ?, ?)"))
             .bind(project.id.0)
             .bind(tenant.0)
             .bind(&project.name)
             .bind(sqlx::types::Json(&project.limits))
+            .bind(sqlx::types::Json(&project.cache))
             .bind(now)
             .bind(now)
             .execute(&mut *tx)
@@ -366,13 +370,16 @@ impl AdminStore for SqliteStore {
         let now = validate::now();
         let mut tx = self.write_tx().await?;
         let before = project_in(&mut tx, tenant, id).await?;
+        let cache_changed = patch.cache.is_some_and(|c| c != before.cache);
         let after = Project {
             name: patch.name.unwrap_or_else(|| before.name.clone()),
+            cache: patch.cache.unwrap_or(before.cache),
             updated_at: now,
             ..before.clone()
         };
-        sqlx::query("UPDATE projects SET name = ?, updated_at = ? WHERE tenant_id = ? AND id = ?")
+        sqlx::query("UPDATE projects SET name = ?, cache = ?, updated_at = ? WHERE tenant_id = ? AND id = ?")
             .bind(&after.name)
+            .bind(sqlx::types::Json(&after.cache))
             .bind(now)
             .bind(tenant.0)
             .bind(id.0)
@@ -385,6 +392,11 @@ impl AdminStore for SqliteStore {
             .write(&mut tx)
             .await?;
         tx.commit().await.map_err(db_error)?;
+        if cache_changed {
+            // Keys carry their project's cache rule: every cached key of the tenant may belong
+            // to the project.
+            self.publish([Change::Tenant(tenant)]);
+        }
         Ok(after)
     }
 
@@ -626,18 +638,20 @@ impl AdminStore for SqliteStore {
             allowed_tags: patch.allowed_tags.unwrap_or_else(|| before.allowed_tags.clone()),
             metadata: patch.metadata.unwrap_or_else(|| before.metadata.clone()),
             expires_at: patch.expires_at.unwrap_or(before.expires_at),
+            cache: patch.cache.unwrap_or(before.cache),
             updated_at: now,
             ..before.clone()
         };
         sqlx::query(
             "UPDATE api_keys SET name = ?, allowed_models = ?, allowed_tags = ?, metadata = ?, expires_at = ?, \
-             updated_at = ? WHERE tenant_id = ? AND id = ?",
+             cache = ?, updated_at = ? WHERE tenant_id = ? AND id = ?",
         )
         .bind(&after.name)
         .bind(after.allowed_models.as_ref().map(sqlx::types::Json))
         .bind(sqlx::types::Json(&after.allowed_tags))
         .bind(sqlx::types::Json(&after.metadata))
         .bind(after.expires_at)
+        .bind(sqlx::types::Json(&after.cache))
         .bind(now)
         .bind(tenant.0)
         .bind(id.0)

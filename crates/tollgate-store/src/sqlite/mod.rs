@@ -231,7 +231,8 @@ impl AuthStore for SqliteStore {
         let row: Option<KeyAuthRow> = sqlx::query_as(
             "SELECT k.id, k.tenant_id, k.project_id, k.owner_id, m.role, k.scopes, k.allowed_models, \
                     k.allowed_tags, k.expires_at, k.revoked_at, t.policy, k.limits AS key_limits, \
-                    p.limits AS project_limits, t.limits AS tenant_limits, t.pricing AS tenant_pricing \
+                    p.limits AS project_limits, t.limits AS tenant_limits, t.pricing AS tenant_pricing, \
+                    k.cache AS key_cache, p.cache AS project_cache \
              FROM api_keys k \
              JOIN tenants t ON t.id = k.tenant_id \
              JOIN projects p ON p.id = k.project_id AND p.tenant_id = k.tenant_id \

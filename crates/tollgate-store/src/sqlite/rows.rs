@@ -5,6 +5,7 @@
 use sqlx::types::Json;
 use time::OffsetDateTime;
 use tollgate_types::JsonMap;
+use tollgate_types::cache_rule::CacheRule;
 use tollgate_types::limits::{LimitPolicy, PricingPolicy};
 use tollgate_types::ports::store::StoreError;
 use tollgate_types::tenancy::{
@@ -20,7 +21,7 @@ macro_rules! tenant_cols {
 }
 macro_rules! project_cols {
     () => {
-        "id, tenant_id, name, limits, created_at, updated_at"
+        "id, tenant_id, name, limits, cache, created_at, updated_at"
     };
 }
 macro_rules! member_cols {
@@ -31,7 +32,7 @@ macro_rules! member_cols {
 macro_rules! key_cols {
     () => {
         "id, tenant_id, project_id, owner_id, name, prefix, scopes, allowed_models, allowed_tags, metadata, \
-         limits, expires_at, revoked_at, last_used_at, created_at, updated_at"
+         limits, cache, expires_at, revoked_at, last_used_at, created_at, updated_at"
     };
 }
 macro_rules! credential_cols {
@@ -77,6 +78,7 @@ pub(super) struct ProjectRow {
     tenant_id: Uuid,
     name: String,
     limits: Json<LimitPolicy>,
+    cache: Json<CacheRule>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -88,6 +90,7 @@ impl From<ProjectRow> for Project {
             tenant_id: TenantId(r.tenant_id),
             name: r.name,
             limits: r.limits.0,
+            cache: r.cache.0,
             created_at: r.created_at,
             updated_at: r.updated_at,
         }
@@ -135,6 +138,7 @@ pub(super) struct KeyRow {
     allowed_tags: Json<Vec<String>>,
     metadata: Json<JsonMap>,
     limits: Json<LimitPolicy>,
+    cache: Json<CacheRule>,
     expires_at: Option<OffsetDateTime>,
     revoked_at: Option<OffsetDateTime>,
     last_used_at: Option<OffsetDateTime>,
@@ -156,6 +160,7 @@ impl From<KeyRow> for ApiKey {
             allowed_tags: r.allowed_tags.0,
             metadata: r.metadata.0,
             limits: r.limits.0,
+            cache: r.cache.0,
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
             last_used_at: r.last_used_at,
@@ -183,6 +188,8 @@ pub(super) struct KeyAuthRow {
     project_limits: Json<LimitPolicy>,
     tenant_limits: Json<LimitPolicy>,
     tenant_pricing: Json<PricingPolicy>,
+    key_cache: Json<CacheRule>,
+    project_cache: Json<CacheRule>,
 }
 
 impl TryFrom<KeyAuthRow> for KeyAuth {
@@ -205,6 +212,8 @@ impl TryFrom<KeyAuthRow> for KeyAuth {
             project_limits: r.project_limits.0,
             tenant_limits: r.tenant_limits.0,
             tenant_pricing: r.tenant_pricing.0,
+            key_cache: r.key_cache.0,
+            project_cache: r.project_cache.0,
         })
     }
 }

@@ -37,7 +37,7 @@ impl UsageStore for SqliteStore {
                 "INSERT INTO usage_records (id, request_id, at, tenant_id, project_id, key_id, endpoint, model, \
                  provider, deployment, status, error_code, input_tokens, output_tokens, cached_input_tokens, \
                  reasoning_tokens, token_source, cost_nanodollars, price_id, latency_ms, ttft_ms, cache_status, \
-                 user_tag, metadata, served_model, attempts, hedged) ",
+                 user_tag, metadata, served_model, attempts, hedged, cost_saved_nanodollars) ",
             );
             insert.push_values(chunk.iter().zip(metadata), |mut row, (r, metadata)| {
                 row.push_bind(r.id)
@@ -66,7 +66,8 @@ impl UsageStore for SqliteStore {
                     .push_bind(metadata)
                     .push_bind(r.served_model.clone())
                     .push_bind(i64::from(r.attempts))
-                    .push_bind(r.hedged);
+                    .push_bind(r.hedged)
+                    .push_bind(r.cost_saved_nanodollars.map(saturating_i64));
             });
             insert.build().execute(&mut *tx).await.map_err(db_error)?;
         }

@@ -21,6 +21,11 @@
 //! - Limits and pricing are replaced whole (an empty policy clears them); their audit records
 //!   (`tenant.limits`, `tenant.pricing`, `project.limits`, `key.limits`) hold the policies
 //!   before and after; project limits announce `Change::Tenant`, key limits `Change::Key`.
+//! - Cache rules of projects and keys are replaced whole by a patch that carries one (an empty
+//!   rule clears it) and kept by every other change; a project's new rule announces
+//!   `Change::Tenant` (keys carry their project's rule), a key's `Change::Key`.
+//! - Usage totals count `cache_status = 'hit'` and `'miss'` records and sum the savings; a
+//!   `bypass` or absent status counts as neither.
 
 use std::time::Duration;
 
@@ -29,6 +34,7 @@ use futures::stream::BoxStream;
 use time::macros::datetime;
 use tollgate_store::Store;
 use tollgate_types::JsonMap;
+use tollgate_types::cache_rule::{CacheAllow, CacheRule, CacheRuleMode};
 use tollgate_types::limits::{
     BudgetSpec, LimitPolicy, PriceAmount, PriceEntry, PricingPolicy, RateLimits, Usd,
 };
@@ -112,6 +118,10 @@ macro_rules! store_contract {
             authenticate_key_returns_limits_and_pricing,
             change_feed_limits,
             limits_of_another_tenant_are_not_found,
+            cache_rules_round_trip,
+            cache_rules_of_another_tenant_are_not_found,
+            change_feed_cache_rules,
+            usage_totals_count_cache_hits_misses_and_savings,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
@@ -159,15 +169,20 @@ async fn tenant(store: &Store, name: &str) -> Tenant {
 }
 
 async fn project(store: &Store, tenant: TenantId, name: &str) -> Project {
-    store
-        .admin
-        .create_project(tenant, NewProject { name: name.into(), limits: None }, &actor())
-        .await
-        .unwrap()
+    store.admin.create_project(tenant, new_project(name), &actor()).await.unwrap()
 }
 
 async fn member(store: &Store, tenant: TenantId, name: &str, role: MemberRole) -> Member {
     store.admin.create_member(tenant, NewMember { name: name.into(), role }, &actor()).await.unwrap()
+}
+
+fn new_project(name: &str) -> NewProject {
+    NewProject { name: name.into(), limits: None, cache: CacheRule::default() }
+}
+
+/// A patch renaming a project (and nothing else).
+fn rename(name: &str) -> ProjectPatch {
+    ProjectPatch { name: Some(name.into()), ..ProjectPatch::default() }
 }
 
 fn new_key(project: ProjectId, owner: MemberId, name: &str) -> NewKey {
@@ -184,6 +199,7 @@ fn new_key(project: ProjectId, owner: MemberId, name: &str) -> NewKey {
         metadata: JsonMap::new(),
         expires_at: None,
         limits: None,
+        cache: CacheRule::default(),
     }
 }
 
@@ -361,10 +377,7 @@ pub async fn names_are_validated_and_trimmed(store: &Store) {
     let long = "é".repeat(200);
     assert_eq!(tenant(store, &long).await.name, long);
 
-    assert_err!(
-        store.admin.create_project(t.id, NewProject { name: " ".into(), limits: None }, &actor()).await,
-        Invalid
-    );
+    assert_err!(store.admin.create_project(t.id, new_project(" "), &actor()).await, Invalid);
     assert_err!(
         store
             .admin
@@ -374,10 +387,7 @@ pub async fn names_are_validated_and_trimmed(store: &Store) {
     );
     let p = project(store, t.id, "  web  ").await;
     assert_eq!(p.name, "web");
-    assert_err!(
-        store.admin.update_project(t.id, p.id, ProjectPatch { name: Some(String::new()) }, &actor()).await,
-        Invalid
-    );
+    assert_err!(store.admin.update_project(t.id, p.id, rename(""), &actor()).await, Invalid);
     let m = member(store, t.id, "bob", MemberRole::Viewer).await;
     assert_err!(
         store
@@ -468,11 +478,7 @@ pub async fn project_crud_round_trip(store: &Store) {
     assert_eq!(p.name, "web");
     assert_eq!(store.admin.get_project(t.id, p.id).await.unwrap(), p);
 
-    let renamed = store
-        .admin
-        .update_project(t.id, p.id, ProjectPatch { name: Some("site".into()) }, &actor())
-        .await
-        .unwrap();
+    let renamed = store.admin.update_project(t.id, p.id, rename("site"), &actor()).await.unwrap();
     assert_eq!(renamed.name, "site");
     assert_eq!(renamed.created_at, p.created_at);
     assert_eq!(store.admin.get_project(t.id, p.id).await.unwrap(), renamed);
@@ -489,14 +495,8 @@ pub async fn project_duplicate_name_conflicts(store: &Store) {
     let b = tenant(store, "b").await;
     project(store, a.id, "web").await;
     let api = project(store, a.id, "api").await;
-    assert_err!(
-        store.admin.create_project(a.id, NewProject { name: "web".into(), limits: None }, &actor()).await,
-        Conflict
-    );
-    assert_err!(
-        store.admin.update_project(a.id, api.id, ProjectPatch { name: Some("web".into()) }, &actor()).await,
-        Conflict
-    );
+    assert_err!(store.admin.create_project(a.id, new_project("web"), &actor()).await, Conflict);
+    assert_err!(store.admin.update_project(a.id, api.id, rename("web"), &actor()).await, Conflict);
     // Names are unique per tenant only.
     project(store, b.id, "web").await;
     assert_eq!(store.admin.get_project(a.id, api.id).await.unwrap().name, "api");
@@ -507,8 +507,7 @@ pub async fn concurrent_duplicate_creates_conflict(store: &Store) {
     let who = actor();
     // Eight creates of one name at once: the database's unique constraint, not a racy
     // pre-check, decides, so exactly one wins and the rest are conflicts.
-    let attempts = (0..8)
-        .map(|_| store.admin.create_project(t.id, NewProject { name: "web".into(), limits: None }, &who));
+    let attempts = (0..8).map(|_| store.admin.create_project(t.id, new_project("web"), &who));
     let results = futures::future::join_all(attempts).await;
     assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
     assert!(results.iter().all(|r| matches!(r, Ok(_) | Err(StoreError::Conflict(_)))), "{results:?}");
@@ -598,10 +597,7 @@ pub async fn missing_ids_are_not_found(store: &Store) {
 pub async fn creating_in_a_missing_tenant_is_not_found(store: &Store) {
     let ghost = TenantId::new();
     let a = actor();
-    assert_err!(
-        store.admin.create_project(ghost, NewProject { name: "p".into(), limits: None }, &a).await,
-        NotFound
-    );
+    assert_err!(store.admin.create_project(ghost, new_project("p"), &a).await, NotFound);
     assert_err!(
         store.admin.create_member(ghost, NewMember { name: "m".into(), role: MemberRole::Owner }, &a).await,
         NotFound
@@ -725,6 +721,7 @@ pub async fn key_crud_round_trip(store: &Store) {
                 allowed_tags: Some(vec!["apac".into()]),
                 metadata: Some(meta2.clone()),
                 expires_at: Some(None),
+                cache: None,
             },
             &actor(),
         )
@@ -1170,10 +1167,7 @@ pub async fn tenant_isolation_of_records(store: &Store) {
     let (bt, act) = (b.tenant.id, actor());
     // B's tenant id with A's record ids: NotFound every time, and A's records are unchanged.
     assert_err!(store.admin.get_project(bt, a.project.id).await, NotFound);
-    assert_err!(
-        store.admin.update_project(bt, a.project.id, ProjectPatch { name: Some("pwned".into()) }, &act).await,
-        NotFound
-    );
+    assert_err!(store.admin.update_project(bt, a.project.id, rename("pwned"), &act).await, NotFound);
     assert_err!(store.admin.delete_project(bt, a.project.id, &act).await, NotFound);
     assert_err!(store.admin.get_member(bt, a.member.id).await, NotFound);
     assert_err!(
@@ -1401,9 +1395,8 @@ pub async fn audit_records_every_change(store: &Store) {
         .update_tenant(tid, TenantPatch { name: Some("acme2".into()), policy: None }, &who)
         .await
         .unwrap();
-    let p =
-        store.admin.create_project(tid, NewProject { name: "web".into(), limits: None }, &who).await.unwrap();
-    store.admin.update_project(tid, p.id, ProjectPatch { name: Some("site".into()) }, &who).await.unwrap();
+    let p = store.admin.create_project(tid, new_project("web"), &who).await.unwrap();
+    store.admin.update_project(tid, p.id, rename("site"), &who).await.unwrap();
     let m = store
         .admin
         .create_member(tid, NewMember { name: "al".into(), role: MemberRole::Admin }, &who)
@@ -1429,8 +1422,7 @@ pub async fn audit_records_every_change(store: &Store) {
         .await
         .unwrap();
     store.admin.delete_credential(tid, c.id, &who).await.unwrap();
-    let p2 =
-        store.admin.create_project(tid, NewProject { name: "tmp".into(), limits: None }, &who).await.unwrap();
+    let p2 = store.admin.create_project(tid, new_project("tmp"), &who).await.unwrap();
     store.admin.delete_project(tid, p2.id, &who).await.unwrap();
     let m2 = store
         .admin
@@ -1620,7 +1612,14 @@ fn usage(tenant: Option<TenantId>, n: u64) -> tollgate_types::ports::usage::Usag
         price_id: Some("openai/gpt-4o-mini@2024-07-18".into()),
         latency_ms: 850,
         ttft_ms: Some(120),
-        cache_status: None,
+        // Every cache outcome, and a saving on the hits only (as the pipeline records them).
+        cache_status: match n % 4 {
+            0 => Some("hit".into()),
+            1 => Some("miss".into()),
+            2 => Some("bypass".into()),
+            _ => None,
+        },
+        cost_saved_nanodollars: n.is_multiple_of(4).then_some(1_000 + n),
         user: Some("user-7".into()),
         metadata,
         // Every shape of the routing fields: a fallback alias served (after retries), the
@@ -1832,7 +1831,11 @@ pub async fn limits_can_be_given_at_creation(store: &Store) {
     let a = actor();
     let p = store
         .admin
-        .create_project(t.id, NewProject { name: "web".into(), limits: Some(limit_policy(7)) }, &a)
+        .create_project(
+            t.id,
+            NewProject { name: "web".into(), limits: Some(limit_policy(7)), cache: CacheRule::default() },
+            &a,
+        )
         .await
         .unwrap();
     assert_eq!(p.limits, limit_policy(7));
@@ -1955,4 +1958,160 @@ pub async fn limits_of_another_tenant_are_not_found(store: &Store) {
     // Nor in B: a refused change leaves no record.
     let audit = store.admin.list_audit(bt, all()).await.unwrap().data;
     assert!(audit.iter().all(|r| !r.action.ends_with(".limits")), "{audit:?}");
+}
+
+// === cache rules ===
+
+fn cache_rule(ttl_seconds: u64) -> CacheRule {
+    CacheRule {
+        mode: Some(CacheRuleMode::On),
+        allow: Some(CacheAllow::ReadOnly),
+        ttl_seconds: Some(ttl_seconds),
+    }
+}
+
+pub async fn cache_rules_round_trip(store: &Store) {
+    let t = tenant(store, "acme").await;
+    let a = actor();
+    let plain = project(store, t.id, "plain").await;
+    assert!(plain.cache.is_empty(), "no rule unless one is given");
+    let p = store
+        .admin
+        .create_project(t.id, NewProject { name: "web".into(), limits: None, cache: cache_rule(60) }, &a)
+        .await
+        .unwrap();
+    assert_eq!(p.cache, cache_rule(60));
+    assert_eq!(store.admin.get_project(t.id, p.id).await.unwrap(), p);
+    assert_eq!(store.admin.list_projects(t.id, all()).await.unwrap().data, vec![plain, p.clone()]);
+
+    // A rename keeps the rule; a new rule replaces the old one whole.
+    let patch = rename("site");
+    let renamed = store.admin.update_project(t.id, p.id, patch, &a).await.unwrap();
+    assert_eq!((renamed.name.as_str(), renamed.cache), ("site", cache_rule(60)));
+    let closed = CacheRule { allow: Some(CacheAllow::None), ..CacheRule::default() };
+    let patch = ProjectPatch { name: None, cache: Some(closed) };
+    let replaced = store.admin.update_project(t.id, p.id, patch, &a).await.unwrap();
+    assert_eq!((replaced.name.as_str(), replaced.cache), ("site", closed));
+    assert_eq!(store.admin.get_project(t.id, p.id).await.unwrap(), replaced);
+    // Limits changes keep it.
+    let limited = store.admin.set_project_limits(t.id, p.id, limit_policy(5), &a).await.unwrap();
+    assert_eq!(limited.cache, closed);
+
+    let m = member(store, t.id, "alice", MemberRole::Admin).await;
+    let key_rule = CacheRule { mode: Some(CacheRuleMode::WriteOnly), ..CacheRule::default() };
+    let new = NewKey { cache: key_rule, ..new_key(p.id, m.id, "ci") };
+    let hash = new.hash;
+    let k = store.admin.create_key(t.id, new, &a).await.unwrap();
+    assert_eq!(k.cache, key_rule);
+    assert_eq!(store.admin.get_key(t.id, k.id).await.unwrap(), k);
+    assert_eq!(store.admin.list_keys(t.id, KeyFilter::default(), all()).await.unwrap().data, vec![k.clone()]);
+    let auth = store.auth.authenticate_key(&hash).await.unwrap().unwrap();
+    assert_eq!((auth.key_cache, auth.project_cache), (key_rule, closed));
+    assert!(auth.tenant_policy.cache.is_empty());
+
+    // Other changes keep the key's rule; a patch with one replaces it; an empty one clears it.
+    let patch = KeyPatch { name: Some("cd".into()), ..KeyPatch::default() };
+    assert_eq!(store.admin.update_key(t.id, k.id, patch, &a).await.unwrap().cache, key_rule);
+    assert_eq!(store.admin.set_key_limits(t.id, k.id, limit_policy(3), &a).await.unwrap().cache, key_rule);
+    let patch = KeyPatch { cache: Some(CacheRule::default()), ..KeyPatch::default() };
+    let cleared = store.admin.update_key(t.id, k.id, patch, &a).await.unwrap();
+    assert!(cleared.cache.is_empty());
+    assert_eq!((cleared.name.as_str(), &cleared.limits), ("cd", &limit_policy(3)));
+    assert_eq!(store.admin.get_key(t.id, k.id).await.unwrap(), cleared);
+    let patch = KeyPatch { cache: Some(cache_rule(5)), ..KeyPatch::default() };
+    let set = store.admin.update_key(t.id, k.id, patch, &a).await.unwrap();
+    assert_eq!(set.cache, cache_rule(5));
+    assert_eq!(store.auth.authenticate_key(&hash).await.unwrap().unwrap().key_cache, cache_rule(5));
+
+    // A rotation given the old key's rule keeps it.
+    let next = NewKey { cache: set.cache, ..new_key(p.id, m.id, "cd") };
+    let next_hash = next.hash;
+    let rotated = store.admin.rotate_key(t.id, k.id, next, &a).await.unwrap();
+    assert_eq!(rotated.cache, cache_rule(5));
+    assert_eq!(store.admin.get_key(t.id, rotated.id).await.unwrap(), rotated);
+    let auth = store.auth.authenticate_key(&next_hash).await.unwrap().unwrap();
+    assert_eq!((auth.key_cache, auth.project_cache), (cache_rule(5), closed));
+
+    // The tenant's rule travels inside its policy.
+    let policy = TenantPolicy { cache: cache_rule(30), ..TenantPolicy::default() };
+    let patch = TenantPatch { name: None, policy: Some(policy.clone()) };
+    assert_eq!(store.admin.update_tenant(t.id, patch, &a).await.unwrap().policy, policy);
+    assert_eq!(store.admin.get_tenant(t.id).await.unwrap().policy, policy);
+    assert_eq!(store.auth.authenticate_key(&next_hash).await.unwrap().unwrap().tenant_policy, policy);
+
+    // Audit records carry the rules, before and after.
+    let audit = store.admin.list_audit(t.id, all()).await.unwrap().data;
+    let update = audit
+        .iter()
+        .find(|r| {
+            r.action == "project.update" && r.after.as_ref().is_some_and(|v| v["cache"]["allow"] == "none")
+        })
+        .unwrap();
+    assert_eq!(update.before.as_ref().unwrap()["cache"]["ttl_seconds"], 60);
+    let created = audit.iter().find(|r| r.action == "key.create").unwrap();
+    assert_eq!(created.after.as_ref().unwrap()["cache"]["mode"], "write-only");
+}
+
+pub async fn cache_rules_of_another_tenant_are_not_found(store: &Store) {
+    let a = world(store, "a").await;
+    let b = world(store, "b").await;
+    let (bt, act) = (b.tenant.id, actor());
+    let patch = ProjectPatch { name: None, cache: Some(cache_rule(1)) };
+    assert_err!(store.admin.update_project(bt, a.project.id, patch, &act).await, NotFound);
+    let patch = KeyPatch { cache: Some(cache_rule(1)), ..KeyPatch::default() };
+    assert_err!(store.admin.update_key(bt, a.key.id, patch, &act).await, NotFound);
+    let at = a.tenant.id;
+    assert_eq!(store.admin.get_project(at, a.project.id).await.unwrap(), a.project);
+    assert_eq!(store.admin.get_key(at, a.key.id).await.unwrap(), a.key);
+    let auth = store.auth.authenticate_key(&a.hash).await.unwrap().unwrap();
+    assert!(auth.key_cache.is_empty() && auth.project_cache.is_empty());
+}
+
+pub async fn change_feed_cache_rules(store: &Store) {
+    let w = world(store, "acme").await;
+    let (t, a) = (w.tenant.id, actor());
+    let mut feed = subscribe(store).await;
+    let patch = ProjectPatch { name: None, cache: Some(cache_rule(1)) };
+    store.admin.update_project(t, w.project.id, patch, &a).await.unwrap();
+    expect_change(&mut feed, Change::Tenant(t)).await;
+    let patch = KeyPatch { cache: Some(cache_rule(1)), ..KeyPatch::default() };
+    store.admin.update_key(t, w.key.id, patch, &a).await.unwrap();
+    expect_change(&mut feed, Change::Key(w.key.id)).await;
+}
+
+pub async fn usage_totals_count_cache_hits_misses_and_savings(store: &Store) {
+    use tollgate_types::ports::usage::{UsageGroupBy, UsageQuery, UsageTotals};
+    let (t, other) = (tenant(store, "usage-c1").await, tenant(store, "usage-c2").await);
+    // n % 4: 0 hit (saving 1000 + n), 1 miss, 2 bypass, 3 none; odd n failed.
+    let mut records: Vec<_> = (0..8).map(|n| usage(Some(t.id), n)).collect();
+    records.push(usage(Some(other.id), 8));
+    store.usage.insert_usage(&records).await.unwrap();
+
+    let query = |group_by| UsageQuery {
+        from: datetime!(2026-11-21 00:00 UTC),
+        to: datetime!(2026-11-22 00:00 UTC),
+        group_by,
+    };
+    let expected = UsageTotals {
+        group: "gpt-4o-mini".into(),
+        requests: 8,
+        errors: 4,
+        input_tokens: (0..8).map(|n| 100 + n).sum(),
+        output_tokens: 8 * 20,
+        cached_input_tokens: 8 * 64,
+        cost_nanodollars: 8 * 123_456_789,
+        cache_hits: 2,
+        cache_misses: 2,
+        cost_saved_nanodollars: 1_000 + 1_004,
+    };
+    let by_model = store.usage.aggregate_usage(t.id, &query(UsageGroupBy::Model)).await.unwrap();
+    assert_eq!(by_model, vec![expected.clone()]);
+    let by_day = store.usage.aggregate_usage(t.id, &query(UsageGroupBy::Day)).await.unwrap();
+    assert_eq!(by_day, vec![UsageTotals { group: "2026-11-21".into(), ..expected }]);
+    // The other tenant's hit is its own.
+    let theirs = store.usage.aggregate_usage(other.id, &query(UsageGroupBy::Model)).await.unwrap();
+    assert_eq!(
+        theirs.iter().map(|g| (g.requests, g.cache_hits, g.cost_saved_nanodollars)).collect::<Vec<_>>(),
+        [(1, 1, 1_008)]
+    );
 }

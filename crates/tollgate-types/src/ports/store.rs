@@ -15,6 +15,7 @@ use futures::stream::BoxStream;
 use time::OffsetDateTime;
 
 use crate::JsonMap;
+use crate::cache_rule::CacheRule;
 use crate::limits::{LimitPolicy, PricingPolicy};
 use crate::tenancy::{
     Actor, ApiKey, AuditRecord, CredentialId, KeyAuth, KeyHash, KeyId, KeyScope, Member, MemberId,
@@ -61,11 +62,15 @@ pub struct NewProject {
     pub name: String,
     /// The project's limits from the start (`None`: no limits).
     pub limits: Option<LimitPolicy>,
+    /// The project's cache rule (empty: inherit the tenant's).
+    pub cache: CacheRule,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProjectPatch {
     pub name: Option<String>,
+    /// A new cache rule (replacing the old one whole).
+    pub cache: Option<CacheRule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,6 +102,8 @@ pub struct NewKey {
     pub expires_at: Option<OffsetDateTime>,
     /// The key's limits from the start (`None`: no limits).
     pub limits: Option<LimitPolicy>,
+    /// The key's cache rule (empty: inherit the project's).
+    pub cache: CacheRule,
 }
 
 /// Changes to a key. `Some(None)` clears an optional field.
@@ -108,6 +115,8 @@ pub struct KeyPatch {
     pub allowed_tags: Option<Vec<String>>,
     pub metadata: Option<JsonMap>,
     pub expires_at: Option<Option<OffsetDateTime>>,
+    /// A new cache rule (replacing the old one whole).
+    pub cache: Option<CacheRule>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -74,8 +74,8 @@ pub struct UsageRecord {
     /// each count one). 0 when it was refused before any (invalid, unknown model, over a
     /// limit), and when its client left before any answer (the count is not known then).
     pub attempts: u32,
-    /// Whether the answer came from a hedged (duplicate, speculative) upstream call. Reserved
-    /// for request hedging, which is not implemented yet: always `false` for now.
+    /// Whether a hedged (duplicate, speculative) upstream call was started for the request
+    /// (`routing.hedge_after`).
     pub hedged: bool,
     /// The HTTP status the client got (a stream broken after its start counts as 502).
     pub status: u16,
@@ -91,8 +91,12 @@ pub struct UsageRecord {
     pub price_id: Option<String>,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
-    /// `miss`, `hit`, ... once caching lands; `None` when the cache was not consulted.
+    /// What the response cache did: `hit` (answered from it: no upstream call, no cost),
+    /// `miss` (looked up, not found), `bypass` (not consulted: off by policy or header);
+    /// `None` for endpoints the cache does not serve, and requests refused before the lookup.
     pub cache_status: Option<String>,
+    /// On a hit, what the stored answer cost when it was made: the spend the cache saved.
+    pub cost_saved_nanodollars: Option<u64>,
     /// The client's `user` tag.
     pub user: Option<String>,
     pub metadata: JsonMap,
@@ -126,6 +130,7 @@ impl UsageRecord {
             latency_ms: 1,
             ttft_ms: None,
             cache_status: None,
+            cost_saved_nanodollars: None,
             user: None,
             metadata: JsonMap::default(),
             served_model: None,
@@ -237,6 +242,48 @@ pub struct UsageTotals {
     pub output_tokens: u64,
     pub cached_input_tokens: u64,
     pub cost_nanodollars: u64,
+    /// Requests answered from the response cache (`cache_status = hit`).
+    #[serde(default)]
+    pub cache_hits: u64,
+    /// Requests the cache was consulted for and could not answer (`cache_status = miss`); the
+    /// hit rate is `cache_hits / (cache_hits + cache_misses)`.
+    #[serde(default)]
+    pub cache_misses: u64,
+    /// What the hits' answers cost when they were first made: the spend the cache saved.
+    #[serde(default)]
+    pub cost_saved_nanodollars: u64,
+}
+
+impl UsageTotals {
+    /// Adds `other`'s counts to these (saturating); the group name stays.
+    pub fn add(&mut self, other: &UsageTotals) {
+        // No `..`: a new counter must be summed here too.
+        let UsageTotals {
+            group: _,
+            requests,
+            errors,
+            input_tokens,
+            output_tokens,
+            cached_input_tokens,
+            cost_nanodollars,
+            cache_hits,
+            cache_misses,
+            cost_saved_nanodollars,
+        } = other;
+        for (sum, n) in [
+            (&mut self.requests, requests),
+            (&mut self.errors, errors),
+            (&mut self.input_tokens, input_tokens),
+            (&mut self.output_tokens, output_tokens),
+            (&mut self.cached_input_tokens, cached_input_tokens),
+            (&mut self.cost_nanodollars, cost_nanodollars),
+            (&mut self.cache_hits, cache_hits),
+            (&mut self.cache_misses, cache_misses),
+            (&mut self.cost_saved_nanodollars, cost_saved_nanodollars),
+        ] {
+            *sum = sum.saturating_add(*n);
+        }
+    }
 }
 
 /// Where the pipeline hands records. Never blocks, never fails a request: a full sink counts

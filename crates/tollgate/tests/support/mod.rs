@@ -99,6 +99,14 @@ impl Gateway {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
+
+    /// Stops the gateway with SIGTERM (a graceful shutdown: usage records are flushed) and
+    /// checks it exited cleanly.
+    pub fn terminate(&mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(self.child.wait().unwrap().success(), "tollgate did not exit cleanly");
+    }
 }
 
 impl Drop for Gateway {
