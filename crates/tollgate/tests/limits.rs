@@ -190,8 +190,11 @@ async fn fifty_concurrent_requests_cannot_overshoot_a_budget_on_one_node() {
 async fn fifty_concurrent_requests_cannot_overshoot_a_budget_across_two_nodes_with_redis() {
     let mock = MockLlm::start().await.unwrap();
     let dir = TempDir::new("limits-budget-redis");
+    // A generous Redis timeout in both two-node tests: they check that one limit is shared,
+    // not how a slow Redis is handled (below); under a loaded machine the 50 ms default made the
+    // limiter fail open and the budget overshoot.
     let extra = format!(
-        "limits: {{ backend: redis, redis_url: \"{}\", defaults: {{ tenant: {{ budgets: [ {{ period: total, limit_usd: \"60\" }} ] }} }} }}\n",
+        "limits: {{ backend: redis, redis_url: \"{}\", timeout: 2s, defaults: {{ tenant: {{ budgets: [ {{ period: total, limit_usd: \"60\" }} ] }} }} }}\n",
         redis_url()
     );
     let config = config(&dir, &mock, &extra);
@@ -207,7 +210,7 @@ async fn two_nodes_over_redis_enforce_one_requests_per_minute_limit() {
     let mock = MockLlm::start().await.unwrap();
     let dir = TempDir::new("limits-shared");
     let extra = format!(
-        "limits: {{ backend: redis, redis_url: \"{}\", defaults: {{ key: {{ rate: {{ rpm: {RPM} }} }} }} }}\n",
+        "limits: {{ backend: redis, redis_url: \"{}\", timeout: 2s, defaults: {{ key: {{ rate: {{ rpm: {RPM} }} }} }} }}\n",
         redis_url()
     );
     let config = config(&dir, &mock, &extra);
