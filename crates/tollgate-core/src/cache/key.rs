@@ -16,9 +16,9 @@
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use tollgate_types::ChatRequest;
 use tollgate_types::ports::CacheKey;
 use tollgate_types::tenancy::TenantId;
+use tollgate_types::{ChatRequest, ContentPart, Message, MessageContent, Role};
 
 /// Bumped whenever the encoding changes, so old entries simply stop matching.
 pub const KEY_VERSION: &str = "tollgate-exact-cache-v1";
@@ -33,12 +33,63 @@ pub struct KeyError {
     pub source: serde_json::Error,
 }
 
+/// Bumped whenever the semantic namespace's encoding changes.
+pub const SEMANTIC_VERSION: &str = "tollgate-semantic-namespace-v1";
+
 /// The exact-cache key of `req` for `tenant`.
 pub fn exact_key(tenant: TenantId, req: &ChatRequest) -> Result<CacheKey, KeyError> {
+    hash_request(KEY_VERSION, tenant, req, &req.messages)
+}
+
+/// What a semantic lookup needs: the namespace (the tenant and everything in the request but the
+/// last user message's text, hashed exactly as the exact key is) and that text, which is
+/// compared by embedding within the namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SemanticKey {
+    pub namespace: CacheKey,
+    pub prompt: String,
+}
+
+/// The semantic key of `req` for `tenant`, or `None` when the request cannot be matched by
+/// meaning: its last message is not a user's, carries tool calls, has a non-text part (an image,
+/// audio, a file), or has no text. The last message's role, name and other fields stay in the
+/// namespace; only its text is left for the embedding.
+pub fn semantic_key(tenant: TenantId, req: &ChatRequest) -> Result<Option<SemanticKey>, KeyError> {
+    let Some((last, earlier)) = req.messages.split_last() else { return Ok(None) };
+    if last.role != Role::User || last.tool_calls.is_some() {
+        return Ok(None);
+    }
+    let prompt = match &last.content {
+        Some(MessageContent::Text(text)) => text.clone(),
+        Some(c @ MessageContent::Parts(parts))
+            if parts.iter().all(|p| matches!(p, ContentPart::Text { .. })) =>
+        {
+            c.joined_text()
+        }
+        _ => return Ok(None),
+    };
+    if prompt.trim().is_empty() {
+        return Ok(None);
+    }
+    let mut messages = earlier.to_vec();
+    messages.push(Message { content: None, ..last.clone() });
+    let namespace = hash_request(SEMANTIC_VERSION, tenant, req, &messages)?;
+    Ok(Some(SemanticKey { namespace, prompt }))
+}
+
+/// SHA-256 over `version`, the tenant, `messages` (the request's own, or the semantic
+/// namespace's) and every other answer-changing field of `req`.
+fn hash_request(
+    version: &str,
+    tenant: TenantId,
+    req: &ChatRequest,
+    messages: &[Message],
+) -> Result<CacheKey, KeyError> {
     // No `..`: a new request field must be placed in one of the two groups below.
     let ChatRequest {
         model,
-        messages,
+        // Passed in: the exact key hashes them all, the semantic namespace all but the last text.
+        messages: _,
         // Streaming or not, the completion is the same; replay turns a stored answer into
         // either form.
         stream: _,
@@ -65,7 +116,7 @@ pub fn exact_key(tenant: TenantId, req: &ChatRequest) -> Result<CacheKey, KeyErr
     } = req;
 
     let mut h = KeyHasher::new();
-    h.str("version", KEY_VERSION);
+    h.str("version", version);
     h.bytes("tenant", tenant.0.as_bytes());
     h.str("model", model);
     h.json("messages", messages)?;
@@ -179,7 +230,7 @@ impl KeyHasher {
     }
 
     /// A typed field through its JSON form (absent `Option`s become JSON `null`).
-    fn json<T: Serialize>(&mut self, name: &'static str, v: &T) -> Result<(), KeyError> {
+    fn json<T: Serialize + ?Sized>(&mut self, name: &'static str, v: &T) -> Result<(), KeyError> {
         let value = serde_json::to_value(v).map_err(|source| KeyError { field: name, source })?;
         self.value(name, &value);
         Ok(())
@@ -229,7 +280,6 @@ impl KeyHasher {
 mod tests {
     use super::*;
     use serde_json::json;
-    use tollgate_types::{Message, Role};
     use uuid::Uuid;
 
     fn tenant() -> TenantId {
@@ -390,5 +440,71 @@ mod tests {
         };
         let parsed = parse(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}));
         assert_eq!(exact_key(tenant(), &req).unwrap(), exact_key(tenant(), &parsed).unwrap());
+    }
+
+    fn semantic(v: Value) -> Option<SemanticKey> {
+        semantic_key(tenant(), &parse(v)).unwrap()
+    }
+
+    /// `base()` with its last (user) message's content replaced.
+    fn asking(content: Value) -> Value {
+        let mut v = base();
+        v["messages"][1]["content"] = content;
+        v
+    }
+
+    #[test]
+    fn semantic_key_leaves_only_the_last_user_text_out_of_the_namespace() {
+        let a = semantic(base()).unwrap();
+        assert_eq!(a.prompt, "What is 2+2?");
+        assert_eq!(a.namespace.tenant(), tenant());
+        // Another wording of the last question: same namespace, the text differs.
+        let b = semantic(asking(json!("what's two plus two"))).unwrap();
+        assert_eq!((a.namespace, b.prompt.as_str()), (b.namespace, "what's two plus two"));
+        // Text parts are the same prompt as a plain string.
+        let parts =
+            semantic(asking(json!([{"type": "text", "text": "What is "}, {"type": "text", "text": "2+2?"}])));
+        assert_eq!(parts.unwrap().namespace, a.namespace);
+        // Never the exact key's digest: the two caches cannot collide.
+        assert_ne!(a.namespace, key_of(base()));
+        // Everything else is in the namespace: the system prompt, sampling, tools, the alias,
+        // the tenant, the last message's name.
+        let mut v = base();
+        v["messages"][0]["content"] = json!("You are verbose.");
+        assert_ne!(semantic(v).unwrap().namespace, a.namespace);
+        for (field, value) in
+            [("temperature", json!(0.9)), ("model", json!("gpt-slow")), ("tools", json!([]))]
+        {
+            let mut v = base();
+            v[field] = value;
+            assert_ne!(semantic(v).unwrap().namespace, a.namespace, "{field}");
+        }
+        let other = semantic_key(TenantId(Uuid::from_u128(2)), &parse(base())).unwrap().unwrap();
+        assert_ne!(other.namespace, a.namespace);
+        let mut v = base();
+        v["messages"][1]["name"] = json!("alice");
+        assert_ne!(semantic(v).unwrap().namespace, a.namespace);
+    }
+
+    #[test]
+    fn earlier_turns_are_part_of_the_namespace() {
+        let mut v = base();
+        let messages = v["messages"].as_array_mut().unwrap();
+        messages.insert(1, json!({"role": "user", "content": "Use base 3."}));
+        messages.insert(2, json!({"role": "assistant", "content": "OK."}));
+        assert_ne!(semantic(v).unwrap().namespace, semantic(base()).unwrap().namespace);
+    }
+
+    #[test]
+    fn requests_that_cannot_be_matched_by_meaning_have_no_semantic_key() {
+        // Last message not the user's.
+        let mut v = base();
+        v["messages"].as_array_mut().unwrap().push(json!({"role": "assistant", "content": "4"}));
+        assert_eq!(semantic(v), None);
+        // An image, or no text at all.
+        let image = json!([{"type": "text", "text": "what is this"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]);
+        assert_eq!(semantic(asking(image)), None);
+        assert_eq!(semantic(asking(json!("   "))), None);
+        assert_eq!(semantic(json!({"model": "m", "messages": []})), None);
     }
 }

@@ -22,7 +22,7 @@ pub mod replay;
 pub mod service;
 pub mod vector;
 
-pub use key::{KEY_VERSION, KeyError, exact_key};
+pub use key::{KEY_VERSION, KeyError, SEMANTIC_VERSION, SemanticKey, exact_key, semantic_key};
 pub use memory::MemoryCacheStore;
 pub use policy::{CACHE_HEADER, CacheHeaderError, CacheMode, CachePolicy, CacheRequest};
 pub use replay::{AssembleError, assemble, replay};
