@@ -337,5 +337,21 @@ async fn admins_purge_their_tenants_entries_only() {
     assert_eq!(acme.purge(&gw, &acme_id, json!({"model": "gpt"})).await.1["purged"], 2);
 
     assert_eq!(acme.json(&gw, &q, &[]).await.1, "miss", "acme's entry is gone");
+    // Each purge is in acme's audit trail, newest first, with what it removed.
+    let audit: Value = acme
+        .http
+        .get(gw.url(&format!("/admin/v1/tenants/{acme_id}/audit")))
+        .bearer_auth(&acme.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let purges: Vec<&Value> =
+        audit["data"].as_array().unwrap().iter().filter(|r| r["action"] == "cache.purge").collect();
+    assert_eq!(purges.len(), 3, "{audit}");
+    assert_eq!(purges[0]["after"], json!({"model": "gpt", "created_before": null, "purged": 2}));
+    assert_eq!(purges[0]["resource_type"], "cache");
     assert_eq!(globex.json(&gw, &q, &[]).await.1, "hit", "globex's entry is untouched");
 }

@@ -1051,6 +1051,29 @@ impl AdminStore for PostgresStore {
 
     // --- audit ---
 
+    async fn record_action(
+        &self,
+        tenant: TenantId,
+        actor: &Actor,
+        action: &'static str,
+        resource_id: &str,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.tenant_tx(tenant).await?;
+        lock_tenant(&mut tx, tenant).await?;
+        let audit = AuditEntry {
+            tenant,
+            actor,
+            action,
+            resource_type: action.split('.').next().unwrap_or(action),
+            resource_id: resource_id.to_owned(),
+            before: None,
+            after: Some(details),
+        };
+        write_audit(&mut tx, audit).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
     async fn list_audit(&self, tenant: TenantId, page: PageRequest) -> Result<Page<AuditRecord>, StoreError> {
         let limit = page_limit(&page);
         let mut tx = self.tenant_tx(tenant).await?;

@@ -1019,6 +1019,21 @@ impl AdminStore for SqliteStore {
 
     // --- audit ---
 
+    async fn record_action(
+        &self,
+        tenant: TenantId,
+        actor: &Actor,
+        action: &'static str,
+        resource_id: &str,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError> {
+        let now = validate::now();
+        let mut tx = self.write_tx().await?;
+        tenant_in(&mut tx, tenant).await?;
+        audit(tenant, actor, action, resource_id, None, Some(details), now).write(&mut tx).await?;
+        tx.commit().await.map_err(db_error)
+    }
+
     async fn list_audit(&self, tenant: TenantId, page: PageRequest) -> Result<Page<AuditRecord>, StoreError> {
         let limit = page_limit(&page);
         let rows: Vec<AuditRow> = sqlx::query_as(concat!(

@@ -109,6 +109,7 @@ macro_rules! store_contract {
             reseal_replaces_the_ciphertext,
             audit_records_every_change,
             audit_paginates_newest_first,
+            recorded_actions_join_the_audit_trail,
             change_feed_tenant_and_members,
             change_feed_keys,
             change_feed_credentials,
@@ -1496,6 +1497,22 @@ pub async fn audit_records_every_change(store: &Store) {
     assert_eq!(deleted.before.unwrap()["name"], "main");
     let project_delete = by_action("project.delete");
     assert_eq!((project_delete.resource_id, project_delete.after), (p2.id.to_string(), None));
+}
+
+pub async fn recorded_actions_join_the_audit_trail(store: &Store) {
+    let t = tenant(store, "acme").await;
+    let details = serde_json::json!({"model": "gpt", "purged": 3});
+    store
+        .admin
+        .record_action(t.id, &actor(), "cache.purge", &t.id.to_string(), details.clone())
+        .await
+        .unwrap();
+    let newest = &store.admin.list_audit(t.id, all()).await.unwrap().data[0];
+    assert_eq!((newest.action.as_str(), newest.resource_type.as_str()), ("cache.purge", "cache"));
+    assert_eq!((newest.before.as_ref(), newest.after.as_ref()), (None, Some(&details)));
+    assert_eq!(newest.resource_id, t.id.to_string());
+    let missing = TenantId::new();
+    assert_err!(store.admin.record_action(missing, &actor(), "cache.purge", "x", details).await, NotFound);
 }
 
 pub async fn audit_paginates_newest_first(store: &Store) {

@@ -332,6 +332,18 @@ pub trait AdminStore: Send + Sync + 'static {
     // --- audit ---
     /// Newest first.
     async fn list_audit(&self, tenant: TenantId, page: PageRequest) -> Result<Page<AuditRecord>, StoreError>;
+
+    /// Records an admin action that changes no store record (a response-cache purge), so the
+    /// audit trail lists it with the others: `action` as `<resource type>.<verb>`, what it did
+    /// in `details` (the record's `after`). `NotFound` if the tenant does not exist.
+    async fn record_action(
+        &self,
+        tenant: TenantId,
+        actor: &Actor,
+        action: &'static str,
+        resource_id: &str,
+        details: serde_json::Value,
+    ) -> Result<(), StoreError>;
 }
 
 /// A connected store as the gateway holds it: its ports, each behind an `Arc`.
