@@ -460,10 +460,8 @@ impl Gateway {
 
     /// The `cache` stage of a chat request; `None` when no cache is configured.
     async fn look_up(&self, ctx: &RequestCtx, route: &ModelRoute, req: &ChatRequest) -> Option<Lookup> {
-        match &self.cache {
-            Some(cache) => Some(cache.look_up(&ctx.principal, &ctx.cache, route, req).await),
-            None => None,
-        }
+        let cache = self.cache.as_ref()?;
+        Some(cache.look_up(&ctx.principal, &ctx.cache, route, req).await)
     }
 
     /// Reserves what the request may take against every limit it falls under and hands the

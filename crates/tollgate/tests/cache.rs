@@ -26,6 +26,14 @@ fn config(mock: &MockLlm, cache_section: &str) -> String {
     )
 }
 
+/// The mock upstream, the test's directory and its config file (see [`config`]).
+async fn setup(tag: &str, cache_section: &str) -> (MockLlm, TempDir, std::path::PathBuf) {
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new(tag);
+    let config = dir.write("tollgate.yaml", &config(&mock, cache_section));
+    (mock, dir, config)
+}
+
 fn body(model: &str, prompt: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": prompt}]})
 }
@@ -72,9 +80,7 @@ async fn sse(resp: reqwest::Response) -> (String, bool, bool) {
 
 #[tokio::test]
 async fn answers_are_stored_and_replayed_within_one_tenant_only() {
-    let mock = MockLlm::start().await.unwrap();
-    let dir = TempDir::new("cache-json");
-    let config = dir.write("tollgate.yaml", &config(&mock, ""));
+    let (mock, _dir, config) = setup("cache-json", "").await;
     let (acme, globex) = (bootstrap(&config, "acme"), bootstrap(&config, "globex"));
     let gw = Gateway::start(&config);
     let q = body("gpt", "what is the capital of France?");
@@ -110,9 +116,7 @@ async fn answers_are_stored_and_replayed_within_one_tenant_only() {
 
 #[tokio::test]
 async fn streams_are_stored_once_complete_and_replayed_as_sse() {
-    let mock = MockLlm::start().await.unwrap();
-    let dir = TempDir::new("cache-stream");
-    let config = dir.write("tollgate.yaml", &config(&mock, ""));
+    let (mock, _dir, config) = setup("cache-stream", "").await;
     let acme = bootstrap(&config, "acme");
     let gw = Gateway::start(&config);
     let mut q = body("gpt", "tell me a short story");
@@ -153,9 +157,7 @@ async fn streams_are_stored_once_complete_and_replayed_as_sse() {
 
 #[tokio::test]
 async fn request_headers_and_rules_control_the_cache() {
-    let mock = MockLlm::start().await.unwrap();
-    let dir = TempDir::new("cache-headers");
-    let config = dir.write("tollgate.yaml", &config(&mock, ""));
+    let (mock, _dir, config) = setup("cache-headers", "").await;
     let acme = bootstrap(&config, "acme");
     let gw = Gateway::start(&config);
     let settle = || tokio::time::sleep(Duration::from_millis(100));
@@ -205,9 +207,7 @@ async fn request_headers_and_rules_control_the_cache() {
 
 #[tokio::test]
 async fn hits_are_metered_with_zero_cost_and_the_cost_saved() {
-    let mock = MockLlm::start().await.unwrap();
-    let dir = TempDir::new("cache-usage");
-    let config = dir.write("tollgate.yaml", &config(&mock, ""));
+    let (_mock, dir, config) = setup("cache-usage", "").await;
     let acme = bootstrap(&config, "acme");
     let mut gw = Gateway::start(&config);
     let q = body("gpt", "how many legs does a spider have");
@@ -263,12 +263,10 @@ async fn hits_are_metered_with_zero_cost_and_the_cost_saved() {
 
 #[tokio::test]
 async fn redis_backend_is_shared_by_every_node() {
-    let mock = MockLlm::start().await.unwrap();
-    let dir = TempDir::new("cache-redis");
     let redis =
         std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let config =
-        dir.write("tollgate.yaml", &config(&mock, &format!(", backend: redis, redis_url: \"{redis}\"")));
+    let (mock, _dir, config) =
+        setup("cache-redis", &format!(", backend: redis, redis_url: \"{redis}\"")).await;
     let acme = bootstrap(&config, "acme");
     let (a, b) = (Gateway::start(&config), Gateway::start(&config));
     let q = body("gpt", "shared across nodes");
@@ -310,9 +308,7 @@ impl Client {
 
 #[tokio::test]
 async fn admins_purge_their_tenants_entries_only() {
-    let mock = MockLlm::start().await.unwrap();
-    let dir = TempDir::new("cache-purge");
-    let config = dir.write("tollgate.yaml", &config(&mock, ""));
+    let (_mock, _dir, config) = setup("cache-purge", "").await;
     let (acme, globex) = (bootstrap(&config, "acme"), bootstrap(&config, "globex"));
     let gw = Gateway::start(&config);
     let q = body("gpt", "purge me");
