@@ -104,3 +104,44 @@ def test_cache_usage_report_counts_hits_and_the_cost_saved(start_tenant_gateway,
         assert nanodollars(report["cost_saved_usd"]) == 3 * tokens * 10**9
     finally:
         gw.stop()
+
+
+def test_semantic_hit_is_answered_to_the_sdk_with_its_similarity(start_tenant_gateway, mock_addr):
+    """The semantic cache through the SDK: prompts embedded through the gateway's own `embed`
+    alias (the mock's embeddings are bags of words, so the same words in another case and
+    punctuation are the same meaning), hits replayed as JSON and as a stream, counted in the
+    usage report."""
+    config = tenant_gateway_config(mock_addr)
+    config["models"]["embed"] = {"deployments": [{"provider": "up", "model": "text-embedding-3-small~embedding_dims=256"}]}
+    config["cache"] = {
+        "mode": "on",
+        "semantic": {"enabled": True, "embedding": {"alias": "embed"}, "threshold": 0.9, "short_threshold": 0.95},
+    }
+    gw = start_tenant_gateway("cache-semantic", config)
+    try:
+        with gw.client() as client:
+            status, first = ask(client, "Which planet in the solar system is the largest?")
+            assert status == "miss"
+            settle()
+            raw = client.chat.completions.with_raw_response.create(
+                model="fast", messages=[{"role": "user", "content": "which PLANET in the solar system is the largest"}]
+            )
+            assert raw.headers["x-tollgate-cache"] == "semantic-hit"
+            assert float(raw.headers["x-tollgate-cache-similarity"]) > 0.99
+            assert raw.parse().choices[0].message.content == first.choices[0].message.content
+
+            status, stream = ask(client, "Which planet in the solar system is the largest", stream=True)
+            assert status == "semantic-hit"
+            text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+            assert text == first.choices[0].message.content
+
+            # Another question, and the same one with semantic matching turned off, miss.
+            assert ask(client, "Which planet in the solar system is the smallest?")[0] == "miss"
+            off = {"x-tollgate-cache": "semantic=off"}
+            assert ask(client, "which planet in the solar system is the LARGEST", extra_headers=off)[0] == "miss"
+        # Five chat requests, and four embeddings calls (every lookup but the semantic=off one),
+        # each metered to the tenant.
+        report = usage_report(gw, 9)["totals"]
+        assert (report["cache_hits"], report["semantic_hits"], report["cache_misses"]) == (2, 2, 3)
+    finally:
+        gw.stop()

@@ -114,6 +114,9 @@ impl Knobs {
                 "disconnect_after" => self.disconnect_after = v.parse().ok(),
                 "hang" => self.hang = v == "true",
                 "reply" => self.reply = Some(v.to_owned()),
+                "embedding_dims" => {
+                    self.embedding_dims = v.parse().unwrap_or(self.embedding_dims).clamp(1, 4096)
+                }
                 "ratelimit_limit" => self.ratelimit_limit = v.parse().unwrap_or(self.ratelimit_limit),
                 "ratelimit_remaining" => self.ratelimit_remaining = v.parse().ok(),
                 _ => {}
@@ -578,18 +581,38 @@ pub fn parse_body(body: &Bytes) -> Result<serde_json::Value, String> {
     serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))
 }
 
-/// A deterministic pseudo-embedding of `text`.
+/// A deterministic pseudo-embedding of `text`, L2-normalised: the sum of one pseudo-random
+/// vector per word (lower-cased, split on anything but letters and digits), so texts sharing
+/// most of their words are close (the gateway's semantic-cache tests rely on it) and unrelated
+/// texts are nearly orthogonal. A text without words gets a vector of its bytes.
 pub fn embedding(text: &str, dims: usize) -> Vec<f32> {
-    let mut h =
-        text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    (0..dims)
-        .map(|_| {
-            h ^= h << 13;
-            h ^= h >> 7;
-            h ^= h << 17;
-            ((h >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
+    let words: Vec<String> =
+        text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_lowercase).collect();
+    let mut sum = vec![0f32; dims];
+    if words.is_empty() {
+        add_noise(&mut sum, text.as_bytes());
+    }
+    for word in &words {
+        add_noise(&mut sum, word.as_bytes());
+    }
+    let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        sum.iter_mut().for_each(|x| *x /= norm);
+    }
+    sum
+}
+
+/// Adds a pseudo-random vector seeded by `bytes` (FNV-1a, then xorshift) to `out`.
+fn add_noise(out: &mut [f32], bytes: &[u8]) {
+    let mut h = bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3));
+    for x in out.iter_mut() {
+        h ^= h << 13;
+        h ^= h >> 7;
+        h ^= h << 17;
+        *x += ((h >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
+    }
 }
 
 fn rand_unit() -> f64 {

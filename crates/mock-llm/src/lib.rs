@@ -15,7 +15,8 @@
 //! name, with `status`, default 500), `error_code=content_policy_violation` (the provider's own
 //! error body and message for the code, status 400 unless given), `latency_ms` (before the
 //! headers), `ttft_ms` (streams: between the headers and the first event), `chunk_delay_ms`,
-//! `disconnect_after`, `garbage`, `hang`, `retry_after`, `reply`.
+//! `disconnect_after`, `garbage`, `hang`, `retry_after`, `reply`; and `embedding_dims=384`, the
+//! length of embeddings when the request does not ask for one (default 8).
 //!
 //! Rate-limit headers: the OpenAI-shaped routes (Azure's included) send
 //! `x-ratelimit-{limit,remaining}-{requests,tokens}` and the Anthropic route

@@ -11,7 +11,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tollgate_providers::{Credential, ProviderKind};
 
@@ -21,8 +21,12 @@ use crate::metering::PriceTable;
 mod cache;
 mod limits;
 mod routing;
+mod semantic_cache;
 
 pub use cache::{CacheBackend, CacheConfig, RawCacheConfig, RawCacheRule};
+pub use semantic_cache::{
+    EmbeddingSource, LocalEmbedding, RawSemanticConfig, SemanticBackend, SemanticConfig,
+};
 
 pub use routing::{AliasRouting, DeploymentRouting, RoutingConfig, valid_tag};
 
@@ -461,6 +465,17 @@ impl RawConfig {
         let usage = self.usage.validate(&mut issues);
         let routing = self.routing.validate(&mut issues);
         let cache = self.cache.validate(env, &mut issues);
+        if let Some(semantic) = &cache.semantic {
+            if let EmbeddingSource::Alias(alias) = &semantic.embedding
+                && !models.contains_key(alias)
+            {
+                issues.push("cache.semantic.embedding.alias", format!("names no model alias: {alias:?}"));
+            }
+            let on_postgres = store.url.as_ref().is_some_and(|u| !u.expose_secret().starts_with("sqlite:"));
+            if semantic.backend == SemanticBackend::Postgres && !on_postgres {
+                issues.push("cache.semantic.backend", "postgres needs store.url to be a PostgreSQL URL");
+            }
+        }
 
         if issues.0.is_empty() {
             Ok((

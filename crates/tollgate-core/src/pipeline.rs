@@ -34,12 +34,13 @@ use tollgate_types::{
 use crate::auth::Principal;
 use crate::byok::{CredentialSet, TenantCredentials};
 use crate::cache::service::{Lookup, PendingWrite};
-use crate::cache::{CacheRequest, CacheStatus, ResponseCache};
+use crate::cache::{CacheRequest, CacheStatus, EmbedPrompt, ResponseCache};
 use crate::limits::{Enforcer, Estimate, RateLimitHeaders};
 use crate::metering::{Pricer, TokenizerFamily, count_text_tokens};
 use crate::metrics;
 use crate::registry::{Deployment, ModelRoute, Registry};
 
+mod cache_embed;
 mod estimate;
 mod meter;
 mod route;
@@ -86,6 +87,15 @@ impl RequestCtx {
         self.controls = controls;
         self
     }
+}
+
+/// Who an internal call is made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The client's own request.
+    Client,
+    /// The response cache, embedding the client's prompt.
+    Cache,
 }
 
 /// Which API a request came in on (a metric label).
@@ -136,6 +146,8 @@ pub enum ChatOutcome {
 /// An answer from the response cache, for a JSON or a streaming client.
 pub struct CachedAnswer {
     pub entry: Arc<CachedResponse>,
+    /// Set for a semantic hit: how similar the stored prompt was (`x-tollgate-cache-similarity`).
+    pub similarity: Option<f32>,
     /// The alias the client asked for.
     pub alias: String,
     /// The client asked for a stream: send [`CachedAnswer::chunks`] as SSE.
@@ -183,6 +195,9 @@ pub struct Gateway {
     routing: crate::config::RoutingConfig,
     /// The response cache (absent: chat requests are never cached).
     cache: Option<Arc<ResponseCache>>,
+    /// The in-process embedding model of the semantic cache, when it is configured to use one
+    /// (otherwise prompts are embedded through the configured alias).
+    local_embedder: Option<Arc<dyn EmbedPrompt>>,
 }
 
 impl Gateway {
@@ -199,12 +214,20 @@ impl Gateway {
             pricer: None,
             routing: crate::config::RoutingConfig::default(),
             cache: None,
+            local_embedder: None,
         }
     }
 
     /// Caches chat answers in `cache`.
     pub fn with_cache(mut self, cache: Arc<ResponseCache>) -> Self {
         self.cache = Some(cache);
+        self
+    }
+
+    /// Embeds the semantic cache's prompts with `embedder` (an in-process model) instead of
+    /// the configured alias.
+    pub fn with_local_embedder(mut self, embedder: Arc<dyn EmbedPrompt>) -> Self {
+        self.local_embedder = Some(embedder);
         self
     }
 
@@ -261,10 +284,11 @@ impl Gateway {
             self.meter(ctx, Endpoint::Chat, &req.model, req.user.as_deref(), req.metadata.as_ref());
         let route = self.admit(ctx, &meter, &req.model, || validate::chat(&req))?;
         let (cache_status, write) = match self.look_up(ctx, route, &req).await {
-            Some(Lookup::Hit(entry)) => {
-                meter.cached(&route.alias, &entry);
+            Some(Lookup::Hit { entry, similarity }) => {
+                meter.cached(&route.alias, &entry, similarity.is_some());
                 return Ok(ChatOutcome::Cached(CachedAnswer {
                     entry,
+                    similarity,
                     alias: route.alias.clone(),
                     stream: req.stream,
                     wants_usage: req.wants_stream_usage(),
@@ -351,8 +375,29 @@ impl Gateway {
         ctx: &RequestCtx,
         req: EmbeddingsRequest,
     ) -> Result<Served<EmbeddingsResponse>, GatewayError> {
+        self.embed(ctx, req, Caller::Client).await
+    }
+
+    /// An embeddings call for the client, or for the semantic cache on the client's behalf:
+    /// the cache's alias is the operator's choice, so the key's model allow-list does not
+    /// apply to it; everything else (limits, credentials, metering) does.
+    async fn embed(
+        &self,
+        ctx: &RequestCtx,
+        req: EmbeddingsRequest,
+        caller: Caller,
+    ) -> Result<Served<EmbeddingsResponse>, GatewayError> {
         let mut meter = self.meter(ctx, Endpoint::Embeddings, &req.model, req.user.as_deref(), None);
-        let route = self.admit(ctx, &meter, &req.model, || validate::embeddings(&req))?;
+        let route = match caller {
+            Caller::Client => self.admit(ctx, &meter, &req.model, || validate::embeddings(&req))?,
+            // Configuration checks that the alias exists.
+            Caller::Cache => self.registry.route(&req.model).ok_or_else(|| {
+                GatewayError::new(
+                    tollgate_types::ErrorKind::ModelNotFound,
+                    format!("the semantic cache's embedding alias `{}` does not exist", req.model),
+                )
+            })?,
+        };
         let (rate_limits, prompt) =
             self.limit(ctx, &mut meter, route, |family| estimate::embeddings(&req, family)).await?;
         let call = Call { endpoint: Endpoint::Embeddings, streaming: false, prompt_tokens: prompt };
@@ -461,7 +506,19 @@ impl Gateway {
     /// The `cache` stage of a chat request; `None` when no cache is configured.
     async fn look_up(&self, ctx: &RequestCtx, route: &ModelRoute, req: &ChatRequest) -> Option<Lookup> {
         let cache = self.cache.as_ref()?;
-        Some(cache.look_up(&ctx.principal, &ctx.cache, route, req).await)
+        let by_alias = cache
+            .semantic_config()
+            .and_then(|s| match &s.embedding {
+                crate::config::EmbeddingSource::Alias(alias) => self.registry.route(alias),
+                crate::config::EmbeddingSource::Local(_) => None,
+            })
+            .map(|route| cache_embed::AliasEmbedder::new(self, ctx, route));
+        let embedder: Option<&dyn EmbedPrompt> = match (&self.local_embedder, &by_alias) {
+            (Some(local), _) => Some(local.as_ref()),
+            (None, Some(alias)) => Some(alias),
+            (None, None) => None,
+        };
+        Some(cache.look_up(&ctx.principal, &ctx.cache, route, req, embedder).await)
     }
 
     /// Reserves what the request may take against every limit it falls under and hands the

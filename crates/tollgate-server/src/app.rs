@@ -19,14 +19,18 @@ use tollgate_core::Gateway;
 use tollgate_core::alerts::{AlertNotifier, AlertSettings, AlertWorker};
 use tollgate_core::auth::Authenticator;
 use tollgate_core::byok::TenantCredentials;
-use tollgate_core::cache::{CacheWriter, MemoryCacheStore, ResponseCache};
-use tollgate_core::config::{CacheBackend, Config, ConfigError, LimiterBackend};
+use tollgate_core::cache::vector::IndexParams;
+use tollgate_core::cache::{CacheWriter, EmbedPrompt, MemoryCacheStore, MemorySemanticStore, ResponseCache};
+use tollgate_core::config::{
+    CacheBackend, Config, ConfigError, EmbeddingSource, LimiterBackend, SemanticBackend,
+};
 use tollgate_core::limits::{Enforcer, MemoryRateLimiter, PolicyRateLimiter, SettleWorker};
 use tollgate_core::metering::Pricer;
 use tollgate_core::registry::Registry;
 use tollgate_core::secrets::MasterKeys;
 use tollgate_core::usage_sink::{SinkConfig, UsageWriter, usage_sink};
 use tollgate_types::ports::cache::CacheStore;
+use tollgate_types::ports::semantic::SemanticStore;
 use tollgate_types::ports::store::Store;
 use tollgate_types::ports::usage::UsageSink;
 use tollgate_types::ports::{Clock, RateLimiter, SystemClock};
@@ -81,12 +85,26 @@ pub struct SharedState {
 
 impl AppState {
     /// Builds the state a config describes: the registry (every adapter and HTTP client), the
-    /// authenticator and the limits. `admin_key` is the bootstrap (super-admin) key.
+    /// authenticator and the limits. `admin_key` is the bootstrap (super-admin) key. A
+    /// configured semantic cache is kept in process, without persistence (see
+    /// [`Self::from_config_with`]).
     pub fn from_config(
         config: &Config,
         admin_key: &SecretString,
         store: Option<Store>,
         master_keys: MasterKeys,
+    ) -> Result<Self, ConfigError> {
+        Self::from_config_with(config, admin_key, store, master_keys, SemanticParts::default())
+    }
+
+    /// [`Self::from_config`] with the semantic cache's store and local model made by the
+    /// caller (they need I/O to open: a journal, pgvector, model files).
+    pub fn from_config_with(
+        config: &Config,
+        admin_key: &SecretString,
+        store: Option<Store>,
+        master_keys: MasterKeys,
+        semantic: SemanticParts,
     ) -> Result<Self, ConfigError> {
         let registry = Registry::build(config)?;
         let master_keys = Arc::new(master_keys);
@@ -109,12 +127,34 @@ impl AppState {
             Arc::new(SystemClock),
         );
         let pricer = Arc::new(Pricer::new(config.prices.clone()));
-        let (cache, cache_writer) = ResponseCache::new(cache_store(config)?, config.cache.clone());
-        let gateway = Gateway::new(registry, credentials, sink)
+        if let Some(s) = &config.cache.semantic {
+            let missing = if s.backend == SemanticBackend::Postgres && semantic.store.is_none() {
+                Some(("cache.semantic.backend", "the pgvector store was not opened"))
+            } else if matches!(s.embedding, EmbeddingSource::Local(_)) && semantic.local_embedder.is_none() {
+                Some(("cache.semantic.embedding.local", "the local embedding model was not loaded"))
+            } else {
+                None
+            };
+            if let Some((path, message)) = missing {
+                return Err(ConfigError {
+                    issues: vec![tollgate_core::config::ConfigIssue {
+                        path: path.into(),
+                        message: message.into(),
+                    }],
+                });
+            }
+        }
+        let semantic_store = semantic.store.or_else(|| memory_semantic_store(config));
+        let (cache, cache_writer) =
+            ResponseCache::new(cache_store(config)?, semantic_store, config.cache.clone());
+        let mut gateway = Gateway::new(registry, credentials, sink)
             .with_enforcer(enforcer)
             .with_pricer(pricer)
             .with_routing(config.routing.clone())
             .with_cache(Arc::new(cache));
+        if let Some(embedder) = semantic.local_embedder {
+            gateway = gateway.with_local_embedder(embedder);
+        }
         Ok(Self(Arc::new(SharedState {
             gateway: Arc::new(gateway),
             usage_writer: parking_lot::Mutex::new(writer),
@@ -215,6 +255,27 @@ fn limiter(config: &Config) -> Result<Arc<dyn RateLimiter>, ConfigError> {
 }
 
 /// The configured response-cache store: in process (one node) or Redis (every node).
+/// The semantic cache's store and in-process embedding model, when the caller opened them.
+#[derive(Default)]
+pub struct SemanticParts {
+    /// Absent: an in-process store without persistence, if `cache.semantic` uses the memory
+    /// backend.
+    pub store: Option<Arc<dyn SemanticStore>>,
+    /// Required when `cache.semantic.embedding` is `local`.
+    pub local_embedder: Option<Arc<dyn EmbedPrompt>>,
+}
+
+/// An in-process semantic store for a `memory` backend (no journal).
+pub fn memory_semantic_store(config: &Config) -> Option<Arc<dyn SemanticStore>> {
+    match config.cache.semantic.as_ref()?.backend {
+        SemanticBackend::Memory { max_bytes, hnsw_threshold } => {
+            let params = IndexParams { hnsw_threshold, ..IndexParams::default() };
+            Some(Arc::new(MemorySemanticStore::new(params, max_bytes)))
+        }
+        SemanticBackend::Postgres => None,
+    }
+}
+
 fn cache_store(config: &Config) -> Result<Arc<dyn CacheStore>, ConfigError> {
     Ok(match &config.cache.backend {
         CacheBackend::Memory { max_bytes } => Arc::new(MemoryCacheStore::new(*max_bytes)),

@@ -55,6 +55,18 @@ pub async fn open(url: &str, owner_url: Option<&str>, migrate: bool) -> Result<S
     Ok(store.into_store())
 }
 
+/// The in-process semantic cache's journal in the SQLite store `url` names (its own small
+/// pool on the same file; the store's migrations must have run). `None` for PostgreSQL, whose
+/// nodes share the pgvector backend instead.
+pub async fn open_semantic_journal(
+    url: &str,
+) -> Result<Option<std::sync::Arc<dyn tollgate_types::ports::SemanticJournal>>, StoreError> {
+    if is_postgres_url(url) {
+        return Ok(None);
+    }
+    Ok(Some(sqlite::SqliteStore::open(url).await?.semantic_journal()))
+}
+
 /// Runs the migrations of the store a URL names (`tollgate migrate`); PostgreSQL: as
 /// `owner_url` when given, else as `url`, which must then be the owning role.
 pub async fn migrate(url: &str, owner_url: Option<&str>) -> Result<(), StoreError> {

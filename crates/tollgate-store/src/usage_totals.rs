@@ -10,7 +10,8 @@ pub(crate) const SUMS: &str = "count(*) AS requests, \
     coalesce(sum(input_tokens), 0) AS input_tokens, coalesce(sum(output_tokens), 0) AS output_tokens, \
     coalesce(sum(cached_input_tokens), 0) AS cached_input_tokens, \
     coalesce(sum(cost_nanodollars), 0) AS cost_nanodollars, \
-    coalesce(sum(CASE WHEN cache_status = 'hit' THEN 1 ELSE 0 END), 0) AS cache_hits, \
+    coalesce(sum(CASE WHEN cache_status IN ('hit', 'semantic-hit') THEN 1 ELSE 0 END), 0) AS cache_hits, \
+    coalesce(sum(CASE WHEN cache_status = 'semantic-hit' THEN 1 ELSE 0 END), 0) AS semantic_hits, \
     coalesce(sum(CASE WHEN cache_status = 'miss' THEN 1 ELSE 0 END), 0) AS cache_misses, \
     coalesce(sum(cost_saved_nanodollars), 0) AS cost_saved_nanodollars";
 
@@ -24,6 +25,7 @@ pub(crate) struct TotalsRow {
     cached_input_tokens: i64,
     cost_nanodollars: i64,
     cache_hits: i64,
+    semantic_hits: i64,
     cache_misses: i64,
     cost_saved_nanodollars: i64,
 }
@@ -40,6 +42,7 @@ impl TotalsRow {
             cached_input_tokens: n(self.cached_input_tokens)?,
             cost_nanodollars: n(self.cost_nanodollars)?,
             cache_hits: n(self.cache_hits)?,
+            semantic_hits: n(self.semantic_hits)?,
             cache_misses: n(self.cache_misses)?,
             cost_saved_nanodollars: n(self.cost_saved_nanodollars)?,
         })

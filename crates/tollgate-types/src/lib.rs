@@ -13,6 +13,7 @@ pub mod ids;
 pub mod legacy;
 pub mod limits;
 pub mod ports;
+pub mod semantic_match;
 pub mod tenancy;
 pub mod usage;
 

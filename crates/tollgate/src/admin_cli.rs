@@ -58,11 +58,14 @@ pub struct CacheArgs {
     /// How long stored answers live, in seconds (1 to 31536000).
     #[arg(long = "cache-ttl", value_name = "SECONDS")]
     ttl: Option<u64>,
+    /// Whether requests missing the exact cache are also matched by meaning: true or false.
+    #[arg(long = "cache-semantic", value_name = "BOOL")]
+    semantic: Option<bool>,
 }
 
 impl From<CacheArgs> for CacheRule {
     fn from(a: CacheArgs) -> Self {
-        CacheRule { mode: a.mode, allow: a.allow, ttl_seconds: a.ttl }
+        CacheRule { mode: a.mode, allow: a.allow, ttl_seconds: a.ttl, semantic: a.semantic }
     }
 }
 

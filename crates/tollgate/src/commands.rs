@@ -63,6 +63,7 @@ pub async fn migrate(config_path: &Path) -> anyhow::Result<()> {
     tollgate_store::migrate(url.expose_secret(), owner.as_deref())
         .await
         .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    crate::semantic::migrate(&config, owner.as_deref().unwrap_or(url.expose_secret())).await?;
     eprintln!("migrations applied");
     Ok(())
 }

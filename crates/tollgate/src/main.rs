@@ -2,6 +2,8 @@
 
 mod admin_cli;
 mod commands;
+mod local_embed;
+mod semantic;
 
 use std::path::{Path, PathBuf};
 
@@ -189,8 +191,10 @@ fn serve(path: &Path, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()
 async fn run(path: &Path, config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
     let store = commands::open_store(path, &config).await?;
     let master_keys = commands::master_keys(&ProcessEnv)?;
-    let state = AppState::from_config(&config, &admin_key(&ProcessEnv), Some(store), master_keys)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let semantic = semantic::open(path, &config).await?;
+    let state =
+        AppState::from_config_with(&config, &admin_key(&ProcessEnv), Some(store), master_keys, semantic)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     let tasks = TaskTracker::new();
     let stop_background = CancellationToken::new();
     state.spawn_background(&tasks, stop_background.clone());

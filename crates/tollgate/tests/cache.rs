@@ -280,29 +280,11 @@ async fn redis_backend_is_shared_by_every_node() {
 
 impl Client {
     async fn tenant_id(&self, gw: &Gateway) -> String {
-        let me: Value = self
-            .http
-            .get(gw.url("/admin/v1/me"))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        me["tenant_id"].as_str().unwrap().to_owned()
+        support::tenant_of(&self.http, gw, &self.key).await
     }
 
     async fn purge(&self, gw: &Gateway, tenant: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(gw.url(&format!("/admin/v1/tenants/{tenant}/cache/purge")))
-            .bearer_auth(&self.key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap())
+        support::purge_cache(&self.http, gw, &self.key, tenant, body).await
     }
 }
 

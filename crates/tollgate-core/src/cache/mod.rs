@@ -15,15 +15,21 @@
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
+pub mod embed;
 pub mod key;
 pub mod memory;
 pub mod policy;
 pub mod replay;
+#[cfg(any(test, feature = "test-util"))]
+pub mod semantic_contract;
+pub mod semantic_memory;
 pub mod service;
 pub mod vector;
 
+pub use embed::EmbedPrompt;
 pub use key::{KEY_VERSION, KeyError, SEMANTIC_VERSION, SemanticKey, exact_key, semantic_key};
 pub use memory::MemoryCacheStore;
 pub use policy::{CACHE_HEADER, CacheHeaderError, CacheMode, CachePolicy, CacheRequest};
 pub use replay::{AssembleError, assemble, replay};
+pub use semantic_memory::MemorySemanticStore;
 pub use service::{CacheStatus, CacheWriter, ResponseCache};

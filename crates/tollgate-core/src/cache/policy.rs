@@ -7,12 +7,16 @@
 //! ```text
 //! header    = directive *( (";" / ",") directive )     ; whitespace around items is ignored
 //! directive = "on" / "off" / "read-only" / "write-only" / "ttl=" duration
+//!           / "semantic=" ( "on" / "off" )
 //! duration  = 1*DIGIT [ "s" / "m" / "h" / "d" ]         ; no unit = seconds; at least 1s
 //! ```
 //!
-//! Case-insensitive; at most one mode and one `ttl` (across all header lines, which are read as
-//! one list); `ttl=` alone keeps the configured mode and only sets the TTL. Examples: `on`,
-//! `read-only`, `ttl=300`, `on; ttl=10m`. Anything else is a [`CacheHeaderError`] (a 400).
+//! Case-insensitive; at most one mode, one `ttl` and one `semantic` (across all header lines,
+//! which are read as one list); `ttl=` alone keeps the configured mode and only sets the TTL;
+//! `semantic=` turns matching by meaning on or off for the request (it needs a configured
+//! semantic cache, and it only changes how entries match: the mode still decides whether the
+//! cache is read or written). Examples: `on`, `read-only`, `ttl=300`, `on; ttl=10m`,
+//! `semantic=off`. Anything else is a [`CacheHeaderError`] (a 400).
 //!
 //! `Cache-Control` (standard, so never an error): `no-cache` → do not read (may write),
 //! `no-store` → do not write; other directives are ignored.
@@ -38,12 +42,14 @@ pub struct CacheMode {
     pub write: bool,
     /// How long a stored answer lives.
     pub ttl: Duration,
+    /// Also match by meaning (the semantic cache) on an exact miss, and store there.
+    pub semantic: bool,
 }
 
 impl CacheMode {
     /// Neither read nor write.
     pub const fn off(ttl: Duration) -> Self {
-        Self { read: false, write: false, ttl }
+        Self { read: false, write: false, ttl, semantic: false }
     }
 
     /// True when the cache is not consulted at all (the answer says `bypass`).
@@ -76,7 +82,11 @@ impl CachePolicy {
         let (mut read, mut write) = (false, false);
         let (mut may_read, mut may_write) = (true, true);
         let mut ttl = default_ttl;
+        let mut semantic = false;
         for rule in rules {
+            if let Some(s) = rule.semantic {
+                semantic = s;
+            }
             if let Some(mode) = rule.mode {
                 (read, write) = mode.flags();
             }
@@ -90,7 +100,7 @@ impl CachePolicy {
             }
         }
         let ttl = ttl.min(max_ttl);
-        Self { default: CacheMode { read, write, ttl }, may_read, may_write, max_ttl }
+        Self { default: CacheMode { read, write, ttl, semantic }, may_read, may_write, max_ttl }
     }
 
     /// The request's mode: header directives over the default, then `Cache-Control`, then the
@@ -107,6 +117,9 @@ impl CachePolicy {
         }
         if let Some(ttl) = request.directive.ttl {
             mode.ttl = ttl;
+        }
+        if let Some(semantic) = request.directive.semantic {
+            mode.semantic = semantic;
         }
         mode.read &= !request.control.no_cache;
         mode.write &= !request.control.no_store;
@@ -153,6 +166,7 @@ pub use tollgate_types::cache_rule::CacheRuleMode as HeaderMode;
 pub struct CacheDirective {
     pub mode: Option<HeaderMode>,
     pub ttl: Option<Duration>,
+    pub semantic: Option<bool>,
 }
 
 /// A malformed `x-tollgate-cache` header; the message names the header and says what is allowed.
@@ -161,7 +175,7 @@ pub enum CacheHeaderError {
     #[error("header `x-tollgate-cache` is not valid text")]
     NotText,
     #[error(
-        "header `x-tollgate-cache`: unknown directive `{0}` (expected on, off, read-only, write-only or ttl=<duration>)"
+        "header `x-tollgate-cache`: unknown directive `{0}` (expected on, off, read-only, write-only, ttl=<duration> or semantic=on|off)"
     )]
     UnknownDirective(String),
     #[error(
@@ -202,6 +216,17 @@ fn parse_header_values<'a, E>(
                     .ok_or_else(|| CacheHeaderError::InvalidTtl(ttl.trim().to_owned()))?;
                 if out.ttl.replace(ttl).is_some() {
                     return Err(CacheHeaderError::Repeated("ttl"));
+                }
+                continue;
+            }
+            if let Some(value) = lower.strip_prefix("semantic") {
+                let semantic = match value.trim_start().strip_prefix('=').map(str::trim) {
+                    Some("on") => true,
+                    Some("off") => false,
+                    _ => return Err(CacheHeaderError::UnknownDirective(item.to_owned())),
+                };
+                if out.semantic.replace(semantic).is_some() {
+                    return Err(CacheHeaderError::Repeated("semantic"));
                 }
                 continue;
             }
@@ -276,7 +301,7 @@ mod tests {
 
     fn policy(read: bool, write: bool) -> CachePolicy {
         CachePolicy {
-            default: CacheMode { read, write, ttl: 5 * MIN },
+            default: CacheMode { read, write, ttl: 5 * MIN, semantic: false },
             may_read: true,
             may_write: true,
             max_ttl: 60 * MIN,
@@ -292,12 +317,12 @@ mod tests {
     }
 
     fn mode(read: bool, write: bool, ttl: Duration) -> CacheMode {
-        CacheMode { read, write, ttl }
+        CacheMode { read, write, ttl, semantic: false }
     }
 
     #[test]
     fn header_grammar() {
-        let d = |mode, ttl| CacheDirective { mode, ttl };
+        let d = |mode, ttl| CacheDirective { mode, ttl, semantic: None };
         assert_eq!(parse_cache_header("on"), Ok(d(Some(HeaderMode::On), None)));
         assert_eq!(parse_cache_header(" OFF "), Ok(d(Some(HeaderMode::Off), None)));
         assert_eq!(parse_cache_header("read-only"), Ok(d(Some(HeaderMode::ReadOnly), None)));
@@ -327,6 +352,9 @@ mod tests {
             ("on; off", CacheHeaderError::Repeated("mode")),
             ("ttl=1; ttl=2", CacheHeaderError::Repeated("ttl")),
             (" ; ", CacheHeaderError::Empty),
+            ("semantic", CacheHeaderError::UnknownDirective("semantic".into())),
+            ("semantic=maybe", CacheHeaderError::UnknownDirective("semantic=maybe".into())),
+            ("semantic=on, semantic=off", CacheHeaderError::Repeated("semantic")),
         ] {
             let err = parse_cache_header(value).unwrap_err();
             assert_eq!(err, want, "{value:?}");
@@ -335,6 +363,23 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(CACHE_HEADER, HeaderValue::from_bytes(b"on\xff").unwrap());
         assert_eq!(policy(true, true).resolve(&h), Err(CacheHeaderError::NotText));
+    }
+
+    #[test]
+    fn semantic_comes_from_the_most_specific_rule_and_the_header() {
+        let on = CacheRule { semantic: Some(true), ..CacheRule::default() };
+        let off = CacheRule { semantic: Some(false), ..CacheRule::default() };
+        let unset = CacheRule::default();
+        let p = |rules: &[&CacheRule]| CachePolicy::from_rules(rules, MIN, 60 * MIN);
+        assert!(!p(&[&unset, &unset]).default.semantic, "off unless a level turns it on");
+        assert!(p(&[&on, &unset]).default.semantic);
+        assert!(!p(&[&on, &off]).default.semantic, "the more specific level wins");
+        assert!(p(&[&off, &on]).default.semantic);
+        let policy = p(&[&on]);
+        assert!(!policy.resolve(&headers(&[(CACHE_HEADER, "on; semantic=off")])).unwrap().semantic);
+        let policy = p(&[&off]);
+        let m = policy.resolve(&headers(&[(CACHE_HEADER, "Semantic = ON")])).unwrap();
+        assert!(m.semantic && !m.read, "semantic only changes how entries match, not the mode");
     }
 
     #[test]
@@ -378,7 +423,8 @@ mod tests {
     #[test]
     fn rules_resolve_most_specific_mode_and_ttl_strictest_allow() {
         use tollgate_types::cache_rule::{CacheAllow, CacheRuleMode};
-        let rule = |mode, allow, ttl: Option<u64>| CacheRule { mode, allow, ttl_seconds: ttl };
+        let rule =
+            |mode, allow, ttl: Option<u64>| CacheRule { mode, allow, ttl_seconds: ttl, semantic: None };
         let (hour, day) = (60 * MIN, 24 * 60 * MIN);
         // Nothing set: off, everything allowed, the default TTL.
         assert_eq!(

@@ -3,6 +3,12 @@
 //!
 //! A cache failure never fails a request: a lookup error is a miss and a write error is logged,
 //! both counted in `tollgate_cache_errors_total`.
+//!
+//! With a semantic cache configured and the request's mode asking for it, an exact miss is
+//! looked up by meaning: the last user message is embedded (see [`super::embed`]) and the
+//! nearest stored prompt of the request's namespace answers if it is similar enough
+//! (`SimilarityThreshold::accepts`); the answer carries the similarity. The embedding is kept with the
+//! pending write, so a miss's answer is stored under both keys without embedding twice.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,18 +19,22 @@ use tokio_util::sync::CancellationToken;
 use tollgate_types::ports::cache::{
     CacheError, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter,
 };
+use tollgate_types::ports::semantic::{SemanticEntry, SemanticStore};
 use tollgate_types::{ChatRequest, ChatResponse, Usage};
 
-use super::policy::{CachePolicy, CacheRequest};
+use super::embed::{EmbedPrompt, namespace_for};
+use super::policy::{CacheMode, CachePolicy, CacheRequest};
 use crate::auth::Principal;
-use crate::config::{CacheBackend, CacheConfig};
+use crate::config::{CacheBackend, CacheConfig, SemanticBackend, SemanticConfig};
 use crate::registry::{Deployment, ModelRoute};
 
-/// Chat requests by what the cache did: `model` (alias), `status` (`hit`, `miss`, `bypass`).
+/// Chat requests by what the cache did: `model` (alias), `status` (`hit`, `semantic-hit`,
+/// `miss`, `bypass`).
 pub const CACHE_REQUESTS: &str = "tollgate_cache_requests_total";
 /// What hits saved: the stored answers' original cost, by `model`.
 pub const CACHE_COST_SAVED: &str = "tollgate_cache_cost_saved_nanodollars_total";
-/// Cache calls that failed (backend down, slow or unreadable), by `op` (`get`, `put`).
+/// Cache calls that failed (backend down, slow or unreadable), by `op` (`get`, `put`, `embed`,
+/// `semantic_get`, `semantic_put`).
 pub const CACHE_ERRORS: &str = "tollgate_cache_errors_total";
 /// Answers not stored because the write queue was full.
 pub const CACHE_WRITES_DROPPED: &str = "tollgate_cache_writes_dropped_total";
@@ -33,18 +43,31 @@ pub const CACHE_WRITES_DROPPED: &str = "tollgate_cache_writes_dropped_total";
 pub const CACHE_ENTRIES: &str = "tollgate_cache_entries";
 /// Their approximate size in bytes (the bound is `cache.max_bytes`).
 pub const CACHE_BYTES: &str = "tollgate_cache_bytes";
+/// Entries in the in-process semantic cache (set at each scrape).
+pub const SEMANTIC_ENTRIES: &str = "tollgate_cache_semantic_entries";
+/// Their approximate size in bytes (the bound is `cache.semantic.max_bytes`).
+pub const SEMANTIC_BYTES: &str = "tollgate_cache_semantic_bytes";
+/// Similarity of semantic hits (histogram, by `model`): how close the accepted matches run to
+/// the threshold.
+pub const SEMANTIC_SIMILARITY: &str = "tollgate_cache_semantic_similarity";
+/// Seconds spent embedding prompts for semantic lookups (histogram).
+pub const SEMANTIC_EMBED_SECONDS: &str = "tollgate_cache_semantic_embed_seconds";
 
 /// Answers waiting to be stored; past this, new ones are dropped (and counted).
 const WRITE_QUEUE: usize = 1024;
 /// How long shutdown waits for queued writes.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
+/// How often the writer frees expired semantic entries.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// What the cache did for one request: the `x-tollgate-cache` response header and the usage
 /// record's `cache_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
-    /// Answered from the cache.
+    /// Answered from the cache (the exact request was seen before).
     Hit,
+    /// Answered from the semantic cache (a prompt of the same meaning was seen before).
+    SemanticHit,
     /// Looked up, not found (the answer may be stored).
     Miss,
     /// Not looked up: reading is off for this request (by policy, header, `Cache-Control`, or
@@ -56,6 +79,7 @@ impl CacheStatus {
     pub const fn as_str(self) -> &'static str {
         match self {
             CacheStatus::Hit => "hit",
+            CacheStatus::SemanticHit => "semantic-hit",
             CacheStatus::Miss => "miss",
             CacheStatus::Bypass => "bypass",
         }
@@ -64,12 +88,10 @@ impl CacheStatus {
 
 /// The outcome of the `cache` stage.
 pub(crate) enum Lookup {
-    Hit(Arc<CachedResponse>),
+    /// `similarity` is set for a semantic hit.
+    Hit { entry: Arc<CachedResponse>, similarity: Option<f32> },
     /// Not answered from the cache; `write` stores the answer once it is complete, if allowed.
-    Pass {
-        status: CacheStatus,
-        write: Option<PendingWrite>,
-    },
+    Pass { status: CacheStatus, write: Option<PendingWrite> },
 }
 
 /// Where a request's answer goes once it is complete.
@@ -78,12 +100,22 @@ pub(crate) struct PendingWrite {
     ttl: Duration,
     alias: String,
     queue: mpsc::Sender<Write>,
+    semantic: Option<SemanticWrite>,
+}
+
+/// Where a miss's answer goes in the semantic cache: its namespace, and the prompt with the
+/// embedding the lookup computed.
+struct SemanticWrite {
+    namespace: CacheKey,
+    prompt: String,
+    embedding: Vec<f32>,
 }
 
 struct Write {
     key: CacheKey,
     value: Arc<CachedResponse>,
     ttl: Duration,
+    semantic: Option<SemanticWrite>,
 }
 
 impl PendingWrite {
@@ -99,7 +131,8 @@ impl PendingWrite {
             cost_nanodollars: cost,
             created_at: OffsetDateTime::now_utc(),
         });
-        if self.queue.try_send(Write { key: self.key, value, ttl: self.ttl }).is_err() {
+        let write = Write { key: self.key, value, ttl: self.ttl, semantic: self.semantic };
+        if self.queue.try_send(write).is_err() {
             metrics::counter!(CACHE_WRITES_DROPPED).increment(1);
         }
     }
@@ -110,35 +143,55 @@ pub struct ResponseCache {
     store: Arc<dyn CacheStore>,
     config: CacheConfig,
     queue: mpsc::Sender<Write>,
+    semantic: Option<Arc<dyn SemanticStore>>,
 }
 
 /// Stores queued answers; run it on the gateway's task set ([`CacheWriter::run`]).
 pub struct CacheWriter {
     store: Arc<dyn CacheStore>,
+    semantic: Option<Arc<dyn SemanticStore>>,
     rx: mpsc::Receiver<Write>,
 }
 
 impl ResponseCache {
     /// The cache over `store` with the `cache:` section's rule and TTLs, and its writer.
-    pub fn new(store: Arc<dyn CacheStore>, config: CacheConfig) -> (Self, CacheWriter) {
+    /// `semantic` is the semantic cache's store, used when `config.semantic` is set.
+    pub fn new(
+        store: Arc<dyn CacheStore>,
+        semantic: Option<Arc<dyn SemanticStore>>,
+        config: CacheConfig,
+    ) -> (Self, CacheWriter) {
+        let semantic = semantic.filter(|_| config.semantic.is_some());
         let (queue, rx) = mpsc::channel(WRITE_QUEUE);
-        (Self { store: store.clone(), config, queue }, CacheWriter { store, rx })
+        let writer = CacheWriter { store: store.clone(), semantic: semantic.clone(), rx };
+        (Self { store, config, queue, semantic }, writer)
+    }
+
+    /// The semantic cache's settings, when it is configured.
+    pub fn semantic_config(&self) -> Option<&SemanticConfig> {
+        self.config.semantic.as_ref().filter(|_| self.semantic.is_some())
     }
 
     /// The `cache` stage for a chat request: the caller's policy (file, alias, tenant,
     /// project and key rules, then the request's headers), and a lookup when it may read.
     /// Requests without a tenant (the super-admin key) bypass the cache: entries are a
-    /// tenant's.
+    /// tenant's. `embedder` embeds the prompt when the request is matched by meaning.
     pub(crate) async fn look_up(
         &self,
         principal: &Principal,
         headers: &CacheRequest,
         route: &ModelRoute,
         req: &ChatRequest,
+        embedder: Option<&dyn EmbedPrompt>,
     ) -> Lookup {
-        let lookup = self.decide(principal, headers, route, req).await;
+        let lookup = self.decide(principal, headers, route, req, embedder).await;
         let status = match &lookup {
-            Lookup::Hit(_) => CacheStatus::Hit,
+            Lookup::Hit { similarity: None, .. } => CacheStatus::Hit,
+            Lookup::Hit { similarity: Some(s), .. } => {
+                metrics::histogram!(SEMANTIC_SIMILARITY, "model" => route.alias.clone())
+                    .record(f64::from(*s));
+                CacheStatus::SemanticHit
+            }
             Lookup::Pass { status, .. } => *status,
         };
         metrics::counter!(CACHE_REQUESTS, "model" => route.alias.clone(), "status" => status.as_str())
@@ -152,6 +205,7 @@ impl ResponseCache {
         headers: &CacheRequest,
         route: &ModelRoute,
         req: &ChatRequest,
+        embedder: Option<&dyn EmbedPrompt>,
     ) -> Lookup {
         let bypass = Lookup::Pass { status: CacheStatus::Bypass, write: None };
         let Principal::Key(k) = principal else { return bypass };
@@ -168,29 +222,106 @@ impl ResponseCache {
                 return bypass;
             }
         };
-        let write = mode.write.then(|| PendingWrite {
+        let mut write = mode.write.then(|| PendingWrite {
             key,
             ttl: mode.ttl,
             alias: req.model.clone(),
             queue: self.queue.clone(),
+            semantic: None,
         });
-        if !mode.read {
-            return Lookup::Pass { status: CacheStatus::Bypass, write };
+        if mode.read {
+            match self.store.get(&key).await {
+                Ok(Some(hit)) => return Lookup::Hit { entry: hit, similarity: None },
+                Ok(None) => {}
+                Err(e) => {
+                    metrics::counter!(CACHE_ERRORS, "op" => "get").increment(1);
+                    tracing::warn!(error = %e, "response cache lookup failed; answering as a miss");
+                }
+            }
         }
-        match self.store.get(&key).await {
-            Ok(Some(hit)) => Lookup::Hit(hit),
-            Ok(None) => Lookup::Pass { status: CacheStatus::Miss, write },
-            Err(e) => {
-                metrics::counter!(CACHE_ERRORS, "op" => "get").increment(1);
-                tracing::warn!(error = %e, "response cache lookup failed; answering as a miss");
-                Lookup::Pass { status: CacheStatus::Miss, write }
+        let status = if mode.read { CacheStatus::Miss } else { CacheStatus::Bypass };
+        let Some(semantic) = self.semantic_step(k.tenant_id, &mode, req, embedder) else {
+            return Lookup::Pass { status, write };
+        };
+        let timeout = self.config.semantic.as_ref().map_or(Duration::from_secs(2), |s| s.timeout);
+        match tokio::time::timeout(timeout, semantic).await {
+            Ok(SemanticOutcome::Hit { entry, similarity }) => {
+                Lookup::Hit { entry, similarity: Some(similarity) }
+            }
+            Ok(SemanticOutcome::Miss(pending)) => {
+                if let Some(w) = &mut write {
+                    w.semantic = pending;
+                }
+                Lookup::Pass { status, write }
+            }
+            Err(_) => {
+                metrics::counter!(CACHE_ERRORS, "op" => "semantic_get").increment(1);
+                tracing::warn!(?timeout, "semantic cache lookup timed out; answering as a miss");
+                Lookup::Pass { status, write }
             }
         }
     }
 
+    /// The semantic part of a lookup, when the mode asks for it and the request can be matched
+    /// by meaning: embeds the prompt, then (when reading) finds the nearest stored prompt.
+    fn semantic_step<'a>(
+        &'a self,
+        tenant: tollgate_types::tenancy::TenantId,
+        mode: &CacheMode,
+        req: &ChatRequest,
+        embedder: Option<&'a dyn EmbedPrompt>,
+    ) -> Option<impl Future<Output = SemanticOutcome> + 'a> {
+        let (store, config, embedder) = (self.semantic.as_ref()?, self.config.semantic.as_ref()?, embedder?);
+        if !mode.semantic {
+            return None;
+        }
+        let key = match super::semantic_key(tenant, req) {
+            Ok(Some(key)) => key,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::debug!(error = %e, "the request has no semantic key; matched exactly only");
+                return None;
+            }
+        };
+        let (read, write) = (mode.read, mode.write);
+        Some(async move {
+            let namespace = namespace_for(&key.namespace, &embedder.id());
+            let started = tokio::time::Instant::now();
+            let embedding = match embedder.embed(&key.prompt).await {
+                Ok(v) => v,
+                Err(e) => {
+                    metrics::counter!(CACHE_ERRORS, "op" => "embed").increment(1);
+                    tracing::warn!(error = %e, "could not embed the prompt; semantic cache skipped");
+                    return SemanticOutcome::Miss(None);
+                }
+            };
+            metrics::histogram!(SEMANTIC_EMBED_SECONDS).record(started.elapsed().as_secs_f64());
+            if read {
+                let bar = config.threshold.for_prompt(&key.prompt);
+                match store.nearest(&namespace, &embedding, bar).await {
+                    Ok(Some(hit)) if config.threshold.accepts(&key.prompt, &hit.prompt, hit.similarity) => {
+                        return SemanticOutcome::Hit { entry: hit.value, similarity: hit.similarity };
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        metrics::counter!(CACHE_ERRORS, "op" => "semantic_get").increment(1);
+                        tracing::warn!(error = %e, "semantic cache lookup failed; answering as a miss");
+                    }
+                }
+            }
+            SemanticOutcome::Miss(write.then_some(SemanticWrite { namespace, prompt: key.prompt, embedding }))
+        })
+    }
+
     /// Removes a tenant's entries matching `filter` (admin).
+    /// Both the exact and the semantic entries go; the count is their sum.
     pub async fn purge(&self, filter: &PurgeFilter) -> Result<u64, CacheError> {
-        self.store.purge(filter).await
+        let exact = self.store.purge(filter).await?;
+        let semantic = match &self.semantic {
+            Some(s) => s.purge(filter).await?,
+            None => 0,
+        };
+        Ok(exact + semantic)
     }
 
     /// The store's size figures (admin).
@@ -209,13 +340,36 @@ impl ResponseCache {
             metrics::gauge!(CACHE_ENTRIES).set(stats.entries as f64);
             metrics::gauge!(CACHE_BYTES).set(stats.bytes as f64);
         }
+        let memory = self
+            .config
+            .semantic
+            .as_ref()
+            .is_some_and(|s| matches!(s.backend, SemanticBackend::Memory { .. }));
+        if let Some(semantic) = self.semantic.as_ref().filter(|_| memory)
+            && let Ok(stats) = semantic.stats().await
+        {
+            metrics::gauge!(SEMANTIC_ENTRIES).set(stats.entries as f64);
+            metrics::gauge!(SEMANTIC_BYTES).set(stats.bytes as f64);
+        }
     }
+}
+
+enum SemanticOutcome {
+    Hit {
+        entry: Arc<CachedResponse>,
+        similarity: f32,
+    },
+    /// Not found; where the answer goes in the semantic cache (if it may be written).
+    Miss(Option<SemanticWrite>),
 }
 
 impl CacheWriter {
     /// Stores queued answers until `shutdown`, then what is still queued (for at most a few
     /// seconds: a cache write is worth little next to a timely exit).
+    /// Also frees expired semantic entries every minute.
     pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -223,6 +377,7 @@ impl CacheWriter {
                     Some(w) => self.put(w).await,
                     None => return,
                 },
+                _ = sweep.tick() => self.sweep().await,
             }
         }
         self.rx.close();
@@ -237,9 +392,25 @@ impl CacheWriter {
     }
 
     async fn put(&self, w: Write) {
+        if let (Some(store), Some(s)) = (&self.semantic, w.semantic) {
+            let entry = SemanticEntry { prompt: s.prompt, embedding: s.embedding, value: w.value.clone() };
+            if let Err(e) = store.put(&s.namespace, entry, w.ttl).await {
+                metrics::counter!(CACHE_ERRORS, "op" => "semantic_put").increment(1);
+                tracing::warn!(error = %e, "could not store an answer in the semantic cache");
+            }
+        }
         if let Err(e) = self.store.put(&w.key, w.value, w.ttl).await {
             metrics::counter!(CACHE_ERRORS, "op" => "put").increment(1);
             tracing::warn!(error = %e, "could not store an answer in the response cache");
+        }
+    }
+
+    async fn sweep(&self) {
+        let Some(store) = &self.semantic else { return };
+        match store.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "expired semantic cache entries freed"),
+            Err(e) => tracing::warn!(error = %e, "could not free expired semantic cache entries"),
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use tollgate_types::cache_rule::{CacheAllow, CacheRule, CacheRuleMode};
 
 use super::Issues;
+use super::semantic_cache::{RawSemanticConfig, SemanticConfig};
 use crate::env::EnvSource;
 
 /// `cache:` in the file.
@@ -36,6 +37,8 @@ pub struct RawCacheConfig {
     /// How long stored answers live when no rule says (default 1 hour).
     #[serde(default, with = "humantime_serde")]
     pub ttl: Option<Duration>,
+    /// The semantic cache (answers matched by meaning); absent: exact matches only.
+    pub semantic: Option<RawSemanticConfig>,
 }
 
 /// A model alias's cache rule as the file writes it (a `ttl` duration rather than seconds).
@@ -50,6 +53,8 @@ pub struct RawCacheRule {
     /// How long stored answers live.
     #[serde(default, with = "humantime_serde")]
     pub ttl: Option<Duration>,
+    /// Whether requests that miss the exact cache are also matched by meaning.
+    pub semantic: Option<bool>,
 }
 
 /// Where cached answers live.
@@ -68,6 +73,8 @@ pub struct CacheConfig {
     /// The TTL when no rule sets one.
     pub default_ttl: Duration,
     pub max_ttl: Duration,
+    /// The semantic cache, when configured.
+    pub semantic: Option<SemanticConfig>,
 }
 
 pub const DEFAULT_CACHE_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -84,6 +91,7 @@ impl Default for CacheConfig {
             rule: CacheRule::default(),
             default_ttl: DEFAULT_CACHE_TTL,
             max_ttl: DEFAULT_CACHE_MAX_TTL,
+            semantic: None,
         }
     }
 }
@@ -129,9 +137,15 @@ impl RawCacheConfig {
         if max_ttl < Duration::from_secs(1) || max_ttl > MAX_TTL_CEILING {
             issues.push("cache.max_ttl", "must be from 1s to 365d");
         }
-        let rule =
-            RawCacheRule { mode: self.mode, allow: self.allow, ttl: self.ttl }.validate("cache", issues);
-        CacheConfig { backend, rule, default_ttl: DEFAULT_CACHE_TTL.min(max_ttl), max_ttl }
+        let semantic = self.semantic.and_then(|s| s.validate(issues));
+        let rule = RawCacheRule {
+            mode: self.mode,
+            allow: self.allow,
+            ttl: self.ttl,
+            semantic: semantic.as_ref().map(|s| s.enabled),
+        }
+        .validate("cache", issues);
+        CacheConfig { backend, rule, default_ttl: DEFAULT_CACHE_TTL.min(max_ttl), max_ttl, semantic }
     }
 }
 
@@ -144,7 +158,7 @@ impl RawCacheRule {
             }
             ttl.as_secs()
         });
-        CacheRule { mode: self.mode, allow: self.allow, ttl_seconds }
+        CacheRule { mode: self.mode, allow: self.allow, ttl_seconds, semantic: self.semantic }
     }
 }
 
@@ -184,7 +198,8 @@ mod tests {
             CacheRule {
                 mode: Some(CacheRuleMode::On),
                 allow: Some(CacheAllow::ReadOnly),
-                ttl_seconds: Some(600)
+                ttl_seconds: Some(600),
+                semantic: None,
             }
         );
         assert_eq!(c.max_ttl, Duration::from_secs(7200));

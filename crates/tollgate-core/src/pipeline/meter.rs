@@ -113,9 +113,9 @@ impl Meter {
     }
 
     /// The request was answered from the response cache: no upstream call, no cost; the
-    /// stored answer's original cost is recorded as saved.
-    pub(crate) fn cached(&mut self, alias: &str, entry: &CachedResponse) {
-        self.cache_status = Some(CacheStatus::Hit);
+    /// stored answer's original cost is recorded as saved. `semantic`: matched by meaning.
+    pub(crate) fn cached(&mut self, alias: &str, entry: &CachedResponse, semantic: bool) {
+        self.cache_status = Some(if semantic { CacheStatus::SemanticHit } else { CacheStatus::Hit });
         self.cost_saved = Some(entry.cost_nanodollars);
         if !self.finish() {
             return;

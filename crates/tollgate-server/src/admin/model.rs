@@ -673,17 +673,31 @@ pub struct Cache {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1, maximum = 31536000)]
     pub ttl_seconds: Option<u64>,
+    /// Whether requests that miss the exact cache are also matched by meaning (the semantic
+    /// cache, when the gateway configures one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantic: Option<bool>,
 }
 
 impl From<CacheRule> for Cache {
     fn from(r: CacheRule) -> Self {
-        Self { mode: r.mode.map(Into::into), allow: r.allow.map(Into::into), ttl_seconds: r.ttl_seconds }
+        Self {
+            mode: r.mode.map(Into::into),
+            allow: r.allow.map(Into::into),
+            ttl_seconds: r.ttl_seconds,
+            semantic: r.semantic,
+        }
     }
 }
 
 impl From<Cache> for CacheRule {
     fn from(c: Cache) -> Self {
-        Self { mode: c.mode.map(Into::into), allow: c.allow.map(Into::into), ttl_seconds: c.ttl_seconds }
+        Self {
+            mode: c.mode.map(Into::into),
+            allow: c.allow.map(Into::into),
+            ttl_seconds: c.ttl_seconds,
+            semantic: c.semantic,
+        }
     }
 }
 

@@ -41,8 +41,10 @@ pub struct UsageRow {
     pub cached_input_tokens: u64,
     /// Exact cost, as a decimal string of US dollars.
     pub cost_usd: String,
-    /// Requests answered from the response cache.
+    /// Requests answered from the response cache (exact and semantic hits).
     pub cache_hits: u64,
+    /// Of those, the ones matched by meaning (semantic hits).
+    pub semantic_hits: u64,
     /// Requests the cache was consulted for and could not answer; the hit rate is
     /// `cache_hits / (cache_hits + cache_misses)`.
     pub cache_misses: u64,
@@ -122,6 +124,7 @@ fn row(t: &UsageTotals) -> UsageRow {
         cached_input_tokens: t.cached_input_tokens,
         cost_usd: usd(t.cost_nanodollars),
         cache_hits: t.cache_hits,
+        semantic_hits: t.semantic_hits,
         cache_misses: t.cache_misses,
         cost_saved_usd: usd(t.cost_saved_nanodollars),
     }
@@ -151,8 +154,8 @@ fn view(r: &UsageReport) -> UsageReportView {
 
 fn csv_response(r: &UsageReport) -> Response {
     let mut out = String::from(
-        "group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost_usd,cache_hits,cache_misses,\
-         cost_saved_usd\n",
+        "group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost_usd,cache_hits,semantic_hits,\
+         cache_misses,cost_saved_usd\n",
     );
     for t in
         r.groups.iter().chain(std::iter::once(&UsageTotals { group: "total".into(), ..r.totals.clone() }))
@@ -160,7 +163,7 @@ fn csv_response(r: &UsageReport) -> Response {
         let u = row(t);
         // Groups are days, hours, ids, or model/provider names from the config; quote anyway.
         out.push_str(&format!(
-            "\"{}\",{},{},{},{},{},{},{},{},{}\n",
+            "\"{}\",{},{},{},{},{},{},{},{},{},{}\n",
             u.group.replace('"', "\"\""),
             u.requests,
             u.errors,
@@ -169,6 +172,7 @@ fn csv_response(r: &UsageReport) -> Response {
             u.cached_input_tokens,
             u.cost_usd,
             u.cache_hits,
+            u.semantic_hits,
             u.cache_misses,
             u.cost_saved_usd
         ));

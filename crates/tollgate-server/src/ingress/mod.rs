@@ -23,6 +23,8 @@ pub const MODEL_HEADER: &str = "x-tollgate-model";
 pub const ATTEMPTS_HEADER: &str = "x-tollgate-attempts";
 /// What the response cache did: `hit`, `miss` or `bypass` (chat only).
 pub const CACHE_HEADER: &str = tollgate_core::cache::CACHE_HEADER;
+/// On a semantic hit: the cosine similarity between the prompt and the stored one.
+pub const SIMILARITY_HEADER: &str = "x-tollgate-cache-similarity";
 
 /// Who answered, for the response headers.
 pub struct ServedBy<'a> {
@@ -72,12 +74,22 @@ pub fn with_served(mut resp: Response, by: ServedBy<'_>) -> Response {
     resp
 }
 
-/// The headers of an answer from the response cache: `x-tollgate-cache: hit`, no upstream
-/// attempts, and the provider and deployment that made the stored answer. No rate-limit headers:
-/// a hit takes no limits.
+/// The headers of an answer from the response cache: `x-tollgate-cache: hit` (or
+/// `semantic-hit` with `x-tollgate-cache-similarity`), no upstream attempts, and the provider
+/// and deployment that made the stored answer. No rate-limit headers: a hit takes no limits.
 pub fn with_cache_hit(mut resp: Response, hit: &CachedAnswer) -> Response {
     let h = resp.headers_mut();
-    h.insert(CACHE_HEADER, HeaderValue::from_static(CacheStatus::Hit.as_str()));
+    let status = match hit.similarity {
+        Some(similarity) => {
+            // Four decimals: enough to compare with a threshold, stable to read.
+            if let Ok(v) = HeaderValue::from_str(&format!("{similarity:.4}")) {
+                h.insert(SIMILARITY_HEADER, v);
+            }
+            CacheStatus::SemanticHit
+        }
+        None => CacheStatus::Hit,
+    };
+    h.insert(CACHE_HEADER, HeaderValue::from_static(status.as_str()));
     for (name, value) in [
         (PROVIDER_HEADER, &hit.entry.provider),
         (DEPLOYMENT_HEADER, &hit.entry.deployment),

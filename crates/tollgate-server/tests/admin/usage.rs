@@ -135,11 +135,11 @@ async fn usage_report_groups_and_totals_a_tenants_records(b: Backend) {
     let lines: Vec<&str> = csv.text.lines().collect();
     assert_eq!(
         lines[0],
-        "group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost_usd,cache_hits,cache_misses,\
-         cost_saved_usd"
+        "group,requests,errors,input_tokens,output_tokens,cached_input_tokens,cost_usd,cache_hits,semantic_hits,\
+         cache_misses,cost_saved_usd"
     );
-    assert_eq!(lines[2], "\"2026-11-02\",2,0,40,20,0,0.000000250,1,0,1.500000007");
-    assert_eq!(lines.last().copied(), Some("\"total\",4,1,140,70,0,1.500000250,1,1,1.500000007"));
+    assert_eq!(lines[2], "\"2026-11-02\",2,0,40,20,0,0.000000250,1,0,0,1.500000007");
+    assert_eq!(lines.last().copied(), Some("\"total\",4,1,140,70,0,1.500000250,1,0,1,1.500000007"));
 
     // A viewer reads usage; another tenant's key sees nothing of it; bad input names the field.
     let viewer = h.member(&a, "viewer", &["admin"]).await;

@@ -13,6 +13,7 @@ mod admin;
 mod auth;
 mod changes;
 mod rows;
+mod semantic;
 mod usage;
 
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use tollgate_types::tenancy::{Actor, TenantId};
 use crate::{Store, db_error};
 
 pub use changes::PgChangeFeed;
+pub use semantic::{MAX_SEMANTIC_DIM, MIN_PGVECTOR, PgSemanticStore, semantic_table};
 
 /// The channel every node `LISTEN`s on; payloads are `key:<uuid>`, `tenant:<uuid>` and
 /// `credentials:<uuid>` (see [`changes`]).

@@ -9,6 +9,7 @@
 
 mod admin;
 mod rows;
+mod semantic;
 mod usage;
 
 use std::str::FromStr;
@@ -30,6 +31,7 @@ use uuid::Uuid;
 
 use crate::{Store, db_error};
 use rows::KeyAuthRow;
+pub use semantic::SqliteSemanticJournal;
 
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1631,6 +1631,8 @@ fn usage(tenant: Option<TenantId>, n: u64) -> tollgate_types::ports::usage::Usag
         ttft_ms: Some(120),
         // Every cache outcome, and a saving on the hits only (as the pipeline records them).
         cache_status: match n % 4 {
+            // Every other hit was matched by meaning.
+            0 if n % 8 == 4 => Some("semantic-hit".into()),
             0 => Some("hit".into()),
             1 => Some("miss".into()),
             2 => Some("bypass".into()),
@@ -1984,6 +1986,7 @@ fn cache_rule(ttl_seconds: u64) -> CacheRule {
         mode: Some(CacheRuleMode::On),
         allow: Some(CacheAllow::ReadOnly),
         ttl_seconds: Some(ttl_seconds),
+        semantic: Some(true),
     }
 }
 
@@ -2099,7 +2102,8 @@ pub async fn change_feed_cache_rules(store: &Store) {
 pub async fn usage_totals_count_cache_hits_misses_and_savings(store: &Store) {
     use tollgate_types::ports::usage::{UsageGroupBy, UsageQuery, UsageTotals};
     let (t, other) = (tenant(store, "usage-c1").await, tenant(store, "usage-c2").await);
-    // n % 4: 0 hit (saving 1000 + n), 1 miss, 2 bypass, 3 none; odd n failed.
+    // n % 4: 0 hit (saving 1000 + n; n = 4 a semantic hit), 1 miss, 2 bypass, 3 none; odd n
+    // failed.
     let mut records: Vec<_> = (0..8).map(|n| usage(Some(t.id), n)).collect();
     records.push(usage(Some(other.id), 8));
     store.usage.insert_usage(&records).await.unwrap();
@@ -2118,6 +2122,7 @@ pub async fn usage_totals_count_cache_hits_misses_and_savings(store: &Store) {
         cached_input_tokens: 8 * 64,
         cost_nanodollars: 8 * 123_456_789,
         cache_hits: 2,
+        semantic_hits: 1,
         cache_misses: 2,
         cost_saved_nanodollars: 1_000 + 1_004,
     };

@@ -1,13 +1,13 @@
 //! Per-test PostgreSQL databases for the store tests.
 //!
 //! Each test gets its own database `tollgate_test_<uuid v7, simple>`, created through the admin
-//! URL (`TOLLGATE_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`), migrated
+//! URL (`TOLLGATE_TEST_PG_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, or another
+//! cluster's with `TestDb::create_on`, e.g. the pgvector server of `semantic_postgres`), migrated
 //! as that admin (the owner role) and used as `tollgate_app` (trust auth locally). The guard drops
 //! the database when the test ends; databases a crashed run left behind are swept at the next
 //! run once they are an hour old (the v7 uuid in the name carries the creation time).
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
@@ -47,7 +47,12 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn create() -> Self {
-        let admin_url = admin_url();
+        Self::create_on(&admin_url()).await
+    }
+
+    /// Like [`Self::create`], on the cluster of another admin (superuser) URL.
+    pub async fn create_on(admin_url: &str) -> Self {
+        let admin_url = admin_url.to_owned();
         sweep_leftovers(&admin_url).await;
         let name = format!("{PREFIX}{}", Uuid::now_v7().simple());
         let mut admin = PgConnection::connect(&admin_url).await.unwrap();
@@ -92,11 +97,15 @@ async fn drop_database(admin_url: &str, name: &str) {
 }
 
 /// Drops test databases older than an hour (a killed test run never ran its guards). Once per
-/// process.
+/// process and cluster.
 async fn sweep_leftovers(admin_url: &str) {
-    static SWEPT: AtomicBool = AtomicBool::new(false);
-    if SWEPT.swap(true, Ordering::SeqCst) {
-        return;
+    static SWEPT: tokio::sync::Mutex<Vec<String>> = tokio::sync::Mutex::const_new(Vec::new());
+    {
+        let mut swept = SWEPT.lock().await;
+        if swept.iter().any(|u| u == admin_url) {
+            return;
+        }
+        swept.push(admin_url.to_owned());
     }
     let Ok(mut admin) = PgConnection::connect(admin_url).await else { return };
     let names: Vec<String> =

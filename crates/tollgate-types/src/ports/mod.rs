@@ -5,6 +5,7 @@ pub mod cache;
 pub mod limiter;
 pub mod provider;
 pub mod quota;
+pub mod semantic;
 pub mod store;
 pub mod usage;
 
@@ -18,3 +19,4 @@ pub use provider::{
     parse_retry_after,
 };
 pub use quota::{ProviderQuota, QuotaCell};
+pub use semantic::{JournalRecord, SemanticEntry, SemanticHit, SemanticJournal, SemanticStore};

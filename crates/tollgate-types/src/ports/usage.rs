@@ -242,9 +242,12 @@ pub struct UsageTotals {
     pub output_tokens: u64,
     pub cached_input_tokens: u64,
     pub cost_nanodollars: u64,
-    /// Requests answered from the response cache (`cache_status = hit`).
+    /// Requests answered from the response cache (`cache_status` `hit` or `semantic-hit`).
     #[serde(default)]
     pub cache_hits: u64,
+    /// Of those, the ones matched by meaning (`semantic-hit`).
+    #[serde(default)]
+    pub semantic_hits: u64,
     /// Requests the cache was consulted for and could not answer (`cache_status = miss`); the
     /// hit rate is `cache_hits / (cache_hits + cache_misses)`.
     #[serde(default)]
@@ -267,6 +270,7 @@ impl UsageTotals {
             cached_input_tokens,
             cost_nanodollars,
             cache_hits,
+            semantic_hits,
             cache_misses,
             cost_saved_nanodollars,
         } = other;
@@ -278,6 +282,7 @@ impl UsageTotals {
             (&mut self.cached_input_tokens, cached_input_tokens),
             (&mut self.cost_nanodollars, cost_nanodollars),
             (&mut self.cache_hits, cache_hits),
+            (&mut self.semantic_hits, semantic_hits),
             (&mut self.cache_misses, cache_misses),
             (&mut self.cost_saved_nanodollars, cost_saved_nanodollars),
         ] {

@@ -127,3 +127,28 @@ pub async fn chat_status(http: &reqwest::Client, gw: &Gateway, key: &str) -> u16
         .status()
         .as_u16()
 }
+
+/// The tenant of `key` (`GET /admin/v1/me`).
+pub async fn tenant_of(http: &reqwest::Client, gw: &Gateway, key: &str) -> String {
+    let me: serde_json::Value =
+        http.get(gw.url("/admin/v1/me")).bearer_auth(key).send().await.unwrap().json().await.unwrap();
+    me["tenant_id"].as_str().unwrap().to_owned()
+}
+
+/// `POST /admin/v1/tenants/{tenant}/cache/purge` with `body`, as `key`: status and JSON body.
+pub async fn purge_cache(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    key: &str,
+    tenant: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let resp = http
+        .post(gw.url(&format!("/admin/v1/tenants/{tenant}/cache/purge")))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}

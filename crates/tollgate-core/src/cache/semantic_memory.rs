@@ -1,0 +1,419 @@
+//! The in-process semantic cache (single node, the default): one [`VectorIndex`] per namespace
+//! (an exact scan while small, HNSW above `hnsw_threshold`), the entries beside it, and one
+//! least-recently-used order across every namespace so the whole store stays under
+//! `max_bytes`. With a [`SemanticJournal`] (the SQLite store), every entry is also written
+//! there and [`MemorySemanticStore::restore`] reloads them at start-up, so a restart keeps the
+//! cache.
+//!
+//! One mutex guards the entries and the LRU order; it is held for map updates only. Searching
+//! an index happens outside it (the index has its own read-write lock), so lookups in different
+//! namespaces, and concurrent lookups in one, do not wait for each other.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use foldhash::{HashMap, HashMapExt};
+use parking_lot::Mutex;
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tollgate_types::ports::semantic::MAX_SEMANTIC_TTL;
+use tollgate_types::ports::{
+    CacheError, CacheKey, CacheStats, CachedResponse, JournalRecord, PurgeFilter, SemanticEntry, SemanticHit,
+    SemanticJournal, SemanticStore,
+};
+use uuid::Uuid;
+
+use super::vector::{IndexParams, VectorIndex};
+
+/// Bytes counted per entry beyond its answer, prompt and f32 vector: the int8 copy and graph
+/// links of HNSW, and the maps' bookkeeping.
+const ENTRY_OVERHEAD_BYTES: u64 = 384;
+
+/// How many times a lookup skips an entry that expired (or was evicted) under it before
+/// answering a miss.
+const STALE_RETRIES: usize = 4;
+
+/// The in-process [`SemanticStore`].
+pub struct MemorySemanticStore {
+    state: Mutex<State>,
+    /// The index settings of every namespace (`dim` is taken from its first entry).
+    params: IndexParams,
+    max_bytes: u64,
+    journal: Option<Arc<dyn SemanticJournal>>,
+}
+
+#[derive(Default)]
+struct State {
+    spaces: HashMap<CacheKey, Space>,
+    /// Least recently used first: tick -> (namespace, slot).
+    order: BTreeMap<u64, (CacheKey, u64)>,
+    next_tick: u64,
+    next_slot: u64,
+    bytes: u64,
+    /// Entries removed from memory (expired under a lookup) that the journal still holds.
+    stale: Vec<Uuid>,
+}
+
+struct Space {
+    index: Arc<VectorIndex>,
+    dim: usize,
+    slots: HashMap<u64, Slot>,
+}
+
+struct Slot {
+    id: Uuid,
+    prompt: String,
+    value: Arc<CachedResponse>,
+    deadline: Instant,
+    tick: u64,
+    bytes: u64,
+}
+
+impl MemorySemanticStore {
+    /// A store holding at most about `max_bytes` of entries, each namespace indexed with
+    /// `params` (its `dim` is ignored: a namespace takes the length of its first entry).
+    pub fn new(params: IndexParams, max_bytes: u64) -> Self {
+        Self { state: Mutex::new(State::default()), params, max_bytes, journal: None }
+    }
+
+    /// Also writes every entry to `journal` (see [`Self::restore`]).
+    #[must_use]
+    pub fn with_journal(mut self, journal: Arc<dyn SemanticJournal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    /// Loads the journal's live entries (oldest first, so the LRU order survives the restart)
+    /// and returns how many were loaded. Entries that no longer fit are left out (and dropped
+    /// from the journal).
+    pub async fn restore(&self) -> Result<u64, CacheError> {
+        let Some(journal) = &self.journal else { return Ok(0) };
+        let now = OffsetDateTime::now_utc();
+        let records = journal.load(now).await?;
+        let mut loaded = 0;
+        let mut dropped = Vec::new();
+        for r in records {
+            let left = r.expires_at - now;
+            let ttl = Duration::try_from(left).unwrap_or(Duration::ZERO);
+            match self.insert(&r.namespace, r.id, r.entry, ttl) {
+                Ok(evicted) => {
+                    loaded += 1;
+                    dropped.extend(evicted);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a journaled semantic-cache entry could not be restored");
+                    dropped.push(r.id);
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            journal.remove(&dropped).await?;
+        }
+        Ok(loaded)
+    }
+
+    /// Adds an entry in memory; returns the ids evicted to make room (this one's, if it can
+    /// never fit).
+    fn insert(
+        &self,
+        ns: &CacheKey,
+        id: Uuid,
+        entry: SemanticEntry,
+        ttl: Duration,
+    ) -> Result<Vec<Uuid>, CacheError> {
+        let ttl = ttl.min(MAX_SEMANTIC_TTL);
+        let dim = entry.embedding.len();
+        let bytes = (entry.prompt.len() + entry.value.approx_size() + dim * 4) as u64 + ENTRY_OVERHEAD_BYTES;
+        if ttl.is_zero() || bytes > self.max_bytes {
+            return Ok(vec![id]);
+        }
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let space = state.spaces.entry(*ns).or_insert_with(|| Space {
+            index: Arc::new(VectorIndex::new(IndexParams { dim, ..self.params.clone() })),
+            dim,
+            slots: HashMap::new(),
+        });
+        if space.dim != dim {
+            return Err(CacheError::Unavailable(format!(
+                "an embedding of length {dim} cannot join a namespace of length {}",
+                space.dim
+            )));
+        }
+        let slot = state.next_slot;
+        space
+            .index
+            .insert(slot, &entry.embedding)
+            .map_err(|e| CacheError::Unavailable(format!("the semantic index refused an entry: {e}")))?;
+        state.next_slot += 1;
+        let tick = state.next_tick;
+        state.next_tick += 1;
+        space.slots.insert(
+            slot,
+            Slot {
+                id,
+                prompt: entry.prompt,
+                value: entry.value,
+                deadline: Instant::now() + ttl,
+                tick,
+                bytes,
+            },
+        );
+        state.order.insert(tick, (*ns, slot));
+        state.bytes += bytes;
+        let mut evicted = Vec::new();
+        while state.bytes > self.max_bytes {
+            let Some((_, (victim_ns, victim))) = state.order.pop_first() else { break };
+            if let Some(gone) = state.remove(&victim_ns, victim) {
+                evicted.push(gone);
+            }
+        }
+        Ok(evicted)
+    }
+
+    /// Removes what `pick` selects, from memory; returns the journal ids.
+    fn remove_where(&self, mut pick: impl FnMut(&CacheKey, &Slot) -> bool) -> Vec<Uuid> {
+        let mut state = self.state.lock();
+        let victims: Vec<(CacheKey, u64, u64)> = state
+            .spaces
+            .iter()
+            .flat_map(|(ns, space)| {
+                space
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| pick(ns, s))
+                    .map(|(slot, s)| (*ns, *slot, s.tick))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let mut ids = Vec::with_capacity(victims.len());
+        for (ns, slot, tick) in victims {
+            state.order.remove(&tick);
+            ids.extend(state.remove(&ns, slot));
+        }
+        ids
+    }
+
+    async fn forget(&self, mut ids: Vec<Uuid>) -> Result<(), CacheError> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        ids.append(&mut std::mem::take(&mut self.state.lock().stale));
+        if ids.is_empty() {
+            return Ok(());
+        }
+        journal.remove(&ids).await
+    }
+}
+
+impl State {
+    /// Drops slot `slot` of `ns` (its LRU tick must already be gone), and the namespace once
+    /// empty; returns its journal id.
+    fn remove(&mut self, ns: &CacheKey, slot: u64) -> Option<Uuid> {
+        let space = self.spaces.get_mut(ns)?;
+        let gone = space.slots.remove(&slot)?;
+        space.index.remove(slot);
+        if space.slots.is_empty() {
+            self.spaces.remove(ns);
+        }
+        self.bytes = self.bytes.saturating_sub(gone.bytes);
+        Some(gone.id)
+    }
+}
+
+#[async_trait]
+impl SemanticStore for MemorySemanticStore {
+    async fn nearest(
+        &self,
+        namespace: &CacheKey,
+        embedding: &[f32],
+        min_similarity: f32,
+    ) -> Result<Option<SemanticHit>, CacheError> {
+        let index = {
+            let state = self.state.lock();
+            match state.spaces.get(namespace) {
+                Some(space) if space.dim == embedding.len() => space.index.clone(),
+                _ => return Ok(None),
+            }
+        };
+        for _ in 0..STALE_RETRIES {
+            let Some((slot, similarity)) = index.nearest(embedding, min_similarity) else { return Ok(None) };
+            let mut state = self.state.lock();
+            let state = &mut *state;
+            let Some(space) = state.spaces.get_mut(namespace) else { return Ok(None) };
+            let Some(found) = space.slots.get_mut(&slot) else {
+                // Evicted between the search and now; the index no longer has it either.
+                continue;
+            };
+            if found.deadline <= Instant::now() {
+                let tick = found.tick;
+                state.order.remove(&tick);
+                if let Some(id) = state.remove(namespace, slot) {
+                    state.stale.push(id);
+                }
+                continue;
+            }
+            // Most recently used now.
+            state.order.remove(&found.tick);
+            found.tick = state.next_tick;
+            state.next_tick += 1;
+            state.order.insert(found.tick, (*namespace, slot));
+            return Ok(Some(SemanticHit {
+                prompt: found.prompt.clone(),
+                value: found.value.clone(),
+                similarity,
+            }));
+        }
+        Ok(None)
+    }
+
+    async fn put(&self, namespace: &CacheKey, entry: SemanticEntry, ttl: Duration) -> Result<(), CacheError> {
+        let id = Uuid::now_v7();
+        let expires_at = OffsetDateTime::now_utc() + ttl.min(MAX_SEMANTIC_TTL);
+        let record = self.journal.as_ref().map(|_| JournalRecord {
+            id,
+            namespace: *namespace,
+            entry: entry.clone(),
+            expires_at,
+        });
+        let evicted = self.insert(namespace, id, entry, ttl)?;
+        let kept = !evicted.contains(&id);
+        if let (Some(journal), Some(record)) = (&self.journal, record)
+            && kept
+        {
+            journal.insert(&record).await?;
+        }
+        self.forget(evicted.into_iter().filter(|e| *e != id).collect()).await
+    }
+
+    async fn purge(&self, filter: &PurgeFilter) -> Result<u64, CacheError> {
+        let ids = self.remove_where(|ns, slot| filter.matches(ns, &slot.value));
+        let count = ids.len() as u64;
+        self.forget(ids).await?;
+        Ok(count)
+    }
+
+    async fn stats(&self) -> Result<CacheStats, CacheError> {
+        let state = self.state.lock();
+        Ok(CacheStats { entries: state.order.len() as u64, bytes: state.bytes })
+    }
+
+    async fn purge_expired(&self) -> Result<u64, CacheError> {
+        let now = Instant::now();
+        let ids = self.remove_where(|_, slot| slot.deadline <= now);
+        let count = ids.len() as u64;
+        self.forget(ids).await?;
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::contract::entry;
+    use crate::cache::semantic_contract::{SemanticFixture, namespace, unit};
+    use tollgate_types::tenancy::TenantId;
+
+    async fn fixture() -> SemanticFixture {
+        // A low HNSW threshold so the contract's 300-entry test runs through the graph.
+        let params = IndexParams { hnsw_threshold: 64, background_build: false, ..IndexParams::default() };
+        SemanticFixture {
+            store: Arc::new(MemorySemanticStore::new(params, 64 << 20)),
+            dim: 32,
+            guard: Box::new(()),
+        }
+    }
+
+    crate::semantic_contract!(fixture());
+
+    fn stored(prompt: &str, seed: u64) -> SemanticEntry {
+        SemanticEntry { prompt: prompt.into(), embedding: unit(16, seed), value: Arc::new(entry(prompt)) }
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_entries_go_first_past_the_bound() {
+        let one = stored("0", 0);
+        let size = (one.prompt.len() + one.value.approx_size() + 16 * 4) as u64 + ENTRY_OVERHEAD_BYTES;
+        // Room for three entries and a half: sizes vary by a few bytes (timestamps in the JSON).
+        let bound = size * 7 / 2;
+        let store = MemorySemanticStore::new(IndexParams::default(), bound);
+        let ns = namespace(TenantId::new(), 1);
+        let minute = Duration::from_secs(60);
+        for seed in 0..3 {
+            store.put(&ns, stored(&seed.to_string(), seed), minute).await.unwrap();
+        }
+        // Touch entry 0, so entry 1 is now the least recently used.
+        assert!(store.nearest(&ns, &unit(16, 0), 0.99).await.unwrap().is_some());
+        store.put(&ns, stored("3", 3), minute).await.unwrap();
+        assert!(store.nearest(&ns, &unit(16, 1), 0.99).await.unwrap().is_none(), "1 was evicted");
+        for seed in [0, 2, 3] {
+            assert!(store.nearest(&ns, &unit(16, seed), 0.99).await.unwrap().is_some(), "{seed} stays");
+        }
+        let stats = store.stats().await.unwrap();
+        assert!(stats.entries == 3 && stats.bytes <= bound, "{stats:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn purge_expired_frees_the_space() {
+        let store = MemorySemanticStore::new(IndexParams::default(), 1 << 20);
+        let ns = namespace(TenantId::new(), 1);
+        store.put(&ns, stored("a", 1), Duration::from_secs(10)).await.unwrap();
+        store.put(&ns, stored("b", 2), Duration::from_secs(100)).await.unwrap();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert_eq!(store.purge_expired().await.unwrap(), 1);
+        assert_eq!(store.stats().await.unwrap().entries, 1);
+    }
+
+    #[tokio::test]
+    async fn an_entry_of_another_length_is_refused_in_an_existing_namespace() {
+        let store = MemorySemanticStore::new(IndexParams::default(), 1 << 20);
+        let ns = namespace(TenantId::new(), 1);
+        store.put(&ns, stored("a", 1), Duration::from_secs(60)).await.unwrap();
+        let other = SemanticEntry { embedding: unit(8, 1), ..stored("b", 2) };
+        assert!(store.put(&ns, other, Duration::from_secs(60)).await.is_err());
+    }
+
+    /// A journal in memory: what a restart would find.
+    #[derive(Default)]
+    struct Journal(Mutex<Vec<JournalRecord>>);
+
+    #[async_trait]
+    impl SemanticJournal for Journal {
+        async fn load(&self, now: OffsetDateTime) -> Result<Vec<JournalRecord>, CacheError> {
+            Ok(self.0.lock().iter().filter(|r| r.expires_at > now).cloned().collect())
+        }
+        async fn insert(&self, record: &JournalRecord) -> Result<(), CacheError> {
+            self.0.lock().push(record.clone());
+            Ok(())
+        }
+        async fn remove(&self, ids: &[Uuid]) -> Result<(), CacheError> {
+            self.0.lock().retain(|r| !ids.contains(&r.id));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_restores_the_journaled_entries() {
+        let journal = Arc::new(Journal::default());
+        let (a, b) = (TenantId::new(), TenantId::new());
+        let first = MemorySemanticStore::new(IndexParams::default(), 1 << 20).with_journal(journal.clone());
+        let minute = Duration::from_secs(60);
+        first.put(&namespace(a, 1), stored("kept", 1), minute).await.unwrap();
+        first.put(&namespace(a, 2), stored("other alias", 2), minute).await.unwrap();
+        first.put(&namespace(b, 1), stored("b's", 3), minute).await.unwrap();
+        first.put(&namespace(b, 1), stored("gone at once", 4), Duration::ZERO).await.unwrap();
+        assert_eq!(first.purge(&PurgeFilter::tenant(b)).await.unwrap(), 1);
+        assert_eq!(journal.0.lock().len(), 2, "purged and zero-TTL entries are not journaled");
+
+        let second = MemorySemanticStore::new(IndexParams::default(), 1 << 20).with_journal(journal.clone());
+        assert_eq!(second.restore().await.unwrap(), 2);
+        let hit = second.nearest(&namespace(a, 1), &unit(16, 1), 0.99).await.unwrap().unwrap();
+        assert_eq!(hit.prompt, "kept");
+        assert!(
+            second.nearest(&namespace(b, 1), &unit(16, 3), 0.99).await.unwrap().is_none(),
+            "purged stays gone"
+        );
+        assert_eq!(second.purge(&PurgeFilter::tenant(a)).await.unwrap(), 2);
+        assert!(journal.0.lock().is_empty(), "purges reach the journal");
+    }
+}

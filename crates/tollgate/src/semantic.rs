@@ -1,0 +1,87 @@
+//! Opening the semantic cache's parts at start-up, as `cache.semantic` configures them: the
+//! in-process store with its SQLite journal (restored before the gateway listens), or the
+//! pgvector store; and the local embedding model when one is configured.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tollgate_core::cache::MemorySemanticStore;
+use tollgate_core::cache::vector::IndexParams;
+use tollgate_core::config::{Config, EmbeddingSource, SemanticBackend};
+use tollgate_server::app::SemanticParts;
+use tollgate_store::postgres::{PgSemanticStore, PostgresStore};
+use tollgate_types::ports::semantic::SemanticStore;
+
+use crate::commands::store_url;
+
+/// The parts `AppState::from_config_with` needs; empty when no semantic cache is configured.
+pub async fn open(config_path: &Path, config: &Config) -> anyhow::Result<SemanticParts> {
+    let Some(semantic) = &config.cache.semantic else { return Ok(SemanticParts::default()) };
+    let (local_embedder, local_dim) = match &semantic.embedding {
+        EmbeddingSource::Local(local) => {
+            let (embedder, dim) = crate::local_embed::load(local)?;
+            (Some(embedder), Some(dim))
+        }
+        EmbeddingSource::Alias(_) => (None, None),
+    };
+    let url = store_url(config_path, config);
+    let store: Arc<dyn SemanticStore> = match semantic.backend {
+        SemanticBackend::Memory { max_bytes, hnsw_threshold } => {
+            let params = IndexParams { hnsw_threshold, ..IndexParams::default() };
+            let mut memory = MemorySemanticStore::new(params, max_bytes);
+            let journal = tollgate_store::open_semantic_journal(url.expose_secret())
+                .await
+                .context("cannot open the semantic cache's journal")?;
+            if let Some(journal) = journal {
+                memory = memory.with_journal(journal);
+            }
+            // A journal that cannot be read costs the cache, not the gateway: start empty.
+            match memory.restore().await {
+                Ok(entries) => tracing::info!(entries, "semantic cache restored from the store"),
+                Err(e) => tracing::warn!(error = %e, "could not restore the semantic cache; starting empty"),
+            }
+            Arc::new(memory)
+        }
+        SemanticBackend::Postgres => {
+            // Configuration requires one of the two (dimensions with an alias).
+            let dim = semantic.dimensions.or(local_dim).context("cache.semantic.dimensions is required")?;
+            if let Some(owner) = config.store.owner_url.as_ref().filter(|_| config.store.migrate) {
+                migrate_table(owner.expose_secret(), dim).await?;
+            }
+            let store = PgSemanticStore::connect(url.expose_secret(), dim)
+                .await
+                .map_err(|e| anyhow::anyhow!("cache.semantic (backend postgres): {e}"))?;
+            tracing::info!(dim, "semantic cache on pgvector");
+            Arc::new(store)
+        }
+    };
+    Ok(SemanticParts { store: Some(store), local_embedder })
+}
+
+/// `tollgate migrate`'s part for the semantic cache: with the postgres backend, the owner
+/// creates the pgvector table (nothing to do otherwise; a local model's length is known without
+/// loading it).
+pub async fn migrate(config: &Config, owner_url: &str) -> anyhow::Result<()> {
+    let Some(semantic) = config.cache.semantic.as_ref().filter(|s| s.backend == SemanticBackend::Postgres)
+    else {
+        return Ok(());
+    };
+    let dim = match &semantic.embedding {
+        EmbeddingSource::Local(_) => LOCAL_MODEL_DIM,
+        EmbeddingSource::Alias(_) => semantic.dimensions.context("cache.semantic.dimensions is required")?,
+    };
+    migrate_table(owner_url, semantic.dimensions.unwrap_or(dim)).await
+}
+
+/// all-MiniLM-L6-v2's vector length (checked against the model when it loads).
+const LOCAL_MODEL_DIM: usize = 384;
+
+async fn migrate_table(owner_url: &str, dim: usize) -> anyhow::Result<()> {
+    PostgresStore::migrate_semantic(owner_url, dim)
+        .await
+        .map_err(|e| anyhow::anyhow!("cache.semantic: {e}"))?;
+    tracing::info!(dim, "semantic cache table ready");
+    Ok(())
+}

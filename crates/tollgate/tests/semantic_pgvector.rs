@@ -1,0 +1,134 @@
+//! The semantic cache on PostgreSQL with pgvector, through the real binary: two gateway
+//! processes share one database, so a prompt answered by node A is found by meaning on node B;
+//! and a PostgreSQL without pgvector stops the gateway at start-up with an error saying what to
+//! do. Needs the pgvector server of `scripts/pgvector-server.sh` (TOLLGATE_TEST_PGVECTOR_URL,
+//! set by scripts/test) and the plain PostgreSQL on 127.0.0.1:5432 (TOLLGATE_TEST_PG_URL).
+
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers: a failed step must fail the test loudly"
+)]
+
+mod support;
+
+use std::time::Duration;
+
+use mock_llm::MockLlm;
+use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
+use support::{Gateway, TempDir, cli, tollgate};
+
+fn pgvector_url() -> String {
+    std::env::var("TOLLGATE_TEST_PGVECTOR_URL").expect(
+        "TOLLGATE_TEST_PGVECTOR_URL is not set: run `export TOLLGATE_TEST_PGVECTOR_URL=$(scripts/pgvector-server.sh start)`",
+    )
+}
+
+fn plain_pg_url() -> String {
+    std::env::var("TOLLGATE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh database on the server `admin` names, dropped at the end.
+struct Db {
+    admin: String,
+    name: String,
+}
+
+impl Db {
+    async fn create(admin: String) -> Db {
+        let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = PgConnection::connect(&admin).await.unwrap();
+        // The name is generated above (hex digits), never user input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Db { admin, name }
+    }
+
+    fn url(&self, user: &str) -> String {
+        let rest = self.admin.split_once("://").map_or(self.admin.as_str(), |(_, r)| r);
+        let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+        let host = host.split_once('/').map_or(host, |(h, _)| h);
+        format!("postgres://{user}@{host}/{}", self.name)
+    }
+
+    async fn drop_now(self) {
+        if let Ok(mut conn) = PgConnection::connect(&self.admin).await {
+            let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+        }
+    }
+}
+
+/// A config on `db` (app role and owner), the semantic cache on pgvector through `embed`.
+fn config(db: &Db, mock: &MockLlm) -> String {
+    format!(
+        "store: {{ url: \"{}\", owner_url: \"{}\" }}
+cache:
+  mode: on
+  semantic: {{ enabled: true, backend: postgres, dimensions: 256, embedding: {{ alias: embed }}, threshold: 0.9, short_threshold: 0.95 }}
+providers:
+  up: {{ kind: openai, base_url: \"{}/v1\", api_key: sk-gateway }}
+models:
+  gpt: {{ deployments: [ {{ provider: up, model: gpt-4o-mini }} ] }}
+  embed: {{ deployments: [ {{ provider: up, model: \"text-embedding-3-small~embedding_dims=256\" }} ] }}
+",
+        db.url("tollgate_app"),
+        db.url("postgres"),
+        mock.base_url()
+    )
+}
+
+async fn ask(http: &reqwest::Client, gw: &Gateway, key: &str, prompt: &str) -> (String, Value) {
+    let resp = http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let cache = resp.headers()["x-tollgate-cache"].to_str().unwrap().to_owned();
+    (cache, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn two_nodes_share_semantic_entries_on_pgvector() {
+    let db = Db::create(pgvector_url()).await;
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new("semantic-pgvector");
+    let config = dir.write("tollgate.yaml", &config(&db, &mock));
+    cli(&config, &["migrate"]);
+    let acme = cli(&config, &["bootstrap", "--tenant", "acme", "--owner", "alice"]).trim().to_owned();
+    let globex = cli(&config, &["bootstrap", "--tenant", "globex", "--owner", "bob"]).trim().to_owned();
+    let (a, b) = (Gateway::start(&config), Gateway::start(&config));
+    let http = reqwest::Client::new();
+
+    let (cache, first) = ask(&http, &a, &acme, "Which river is the longest in Europe?").await;
+    assert_eq!(cache, "miss");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (cache, again) = ask(&http, &b, &acme, "which RIVER is the longest in europe").await;
+    assert_eq!(cache, "semantic-hit", "node b finds node a's answer by meaning");
+    assert_eq!(again["choices"][0]["message"]["content"], first["choices"][0]["message"]["content"]);
+    let (cache, _) = ask(&http, &b, &globex, "which river is the longest in Europe?").await;
+    assert_eq!(cache, "miss", "never another tenant's entry");
+    drop((a, b));
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn a_postgres_without_pgvector_is_a_clear_start_up_error() {
+    let db = Db::create(plain_pg_url()).await;
+    let mock = MockLlm::start().await.unwrap();
+    let dir = TempDir::new("semantic-no-pgvector");
+    let config = dir.write("tollgate.yaml", &config(&db, &mock));
+    let out = tollgate(&config).args(["serve", "--listen", "127.0.0.1:0"]).output().unwrap();
+    assert!(!out.status.success(), "the gateway must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("pgvector"), "{stderr}");
+    assert!(stderr.contains("cache.semantic"), "names the setting: {stderr}");
+    db.drop_now().await;
+}
