@@ -1206,6 +1206,25 @@ mod tests {
     }
 
     #[test]
+    fn every_entry_finds_itself_in_a_graph_built_in_the_background() {
+        let mut rng = StdRng::seed_from_u64(21);
+        let index = VectorIndex::new(IndexParams { background_build: true, ..params(64, 512) });
+        let vectors = fill(&index, &mut rng, 1500, 64);
+        index.wait_for_build();
+        assert_eq!(index.stats().mode, IndexMode::Hnsw);
+        let missed: Vec<usize> = (0..vectors.len())
+            .filter(|&id| index.nearest(&vectors[id], 0.999).map(|(found, _)| found) != Some(id as u64))
+            .collect();
+        assert!(
+            missed.len() <= 15,
+            "{} of 1500 missed, e.g. {:?}",
+            missed.len(),
+            &missed[..missed.len().min(10)]
+        );
+        assert!(!missed.contains(&0), "the first entry is found: {missed:?}");
+    }
+
+    #[test]
     fn dot_matches_naive_sum() {
         let mut rng = StdRng::seed_from_u64(1);
         for len in [0, 1, 7, 31, 32, 33, 100, 384] {
