@@ -94,17 +94,17 @@ impl AppState {
         store: Option<Store>,
         master_keys: MasterKeys,
     ) -> Result<Self, ConfigError> {
-        Self::from_config_with(config, admin_key, store, master_keys, SemanticParts::default())
+        Self::from_config_with(config, admin_key, store, master_keys, CacheParts::default())
     }
 
-    /// [`Self::from_config`] with the semantic cache's store and local model made by the
-    /// caller (they need I/O to open: a journal, pgvector, model files).
+    /// [`Self::from_config`] with the cache's stores and local model made by the caller (they
+    /// need I/O to open: journals, pgvector, model files).
     pub fn from_config_with(
         config: &Config,
         admin_key: &SecretString,
         store: Option<Store>,
         master_keys: MasterKeys,
-        semantic: SemanticParts,
+        semantic: CacheParts,
     ) -> Result<Self, ConfigError> {
         let registry = Registry::build(config)?;
         let master_keys = Arc::new(master_keys);
@@ -145,8 +145,11 @@ impl AppState {
             }
         }
         let semantic_store = semantic.store.or_else(|| memory_semantic_store(config));
-        let (cache, cache_writer) =
-            ResponseCache::new(cache_store(config)?, semantic_store, config.cache.clone());
+        let (cache, cache_writer) = ResponseCache::new(
+            semantic.exact.map_or_else(|| cache_store(config), Ok)?,
+            semantic_store,
+            config.cache.clone(),
+        );
         let mut gateway = Gateway::new(registry, credentials, sink)
             .with_enforcer(enforcer)
             .with_pricer(pricer)
@@ -255,9 +258,11 @@ fn limiter(config: &Config) -> Result<Arc<dyn RateLimiter>, ConfigError> {
 }
 
 /// The configured response-cache store: in process (one node) or Redis (every node).
-/// The semantic cache's store and in-process embedding model, when the caller opened them.
+/// The response cache's stores and in-process embedding model, when the caller opened them.
 #[derive(Default)]
-pub struct SemanticParts {
+pub struct CacheParts {
+    /// The exact cache's store; absent: the configured backend without persistence.
+    pub exact: Option<Arc<dyn CacheStore>>,
     /// Absent: an in-process store without persistence, if `cache.semantic` uses the memory
     /// backend.
     pub store: Option<Arc<dyn SemanticStore>>,

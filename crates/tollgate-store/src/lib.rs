@@ -67,6 +67,17 @@ pub async fn open_semantic_journal(
     Ok(Some(sqlite::SqliteStore::open(url).await?.semantic_journal()))
 }
 
+/// The in-process exact cache's journal in the SQLite store `url` names; `None` for
+/// PostgreSQL (shared exact caching is Redis's job).
+pub async fn open_cache_journal(
+    url: &str,
+) -> Result<Option<std::sync::Arc<dyn tollgate_types::ports::CacheJournal>>, StoreError> {
+    if is_postgres_url(url) {
+        return Ok(None);
+    }
+    Ok(Some(sqlite::SqliteStore::open(url).await?.cache_journal()))
+}
+
 /// Runs the migrations of the store a URL names (`tollgate migrate`); PostgreSQL: as
 /// `owner_url` when given, else as `url`, which must then be the owning role.
 pub async fn migrate(url: &str, owner_url: Option<&str>) -> Result<(), StoreError> {

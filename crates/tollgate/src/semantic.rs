@@ -1,24 +1,30 @@
-//! Opening the semantic cache's parts at start-up, as `cache.semantic` configures them: the
-//! in-process store with its SQLite journal (restored before the gateway listens), or the
-//! pgvector store; and the local embedding model when one is configured.
+//! Opening the response cache's parts at start-up: the in-process exact cache with its SQLite
+//! journal, and, as `cache.semantic` configures them, the in-process semantic store with its
+//! journal or the pgvector store, and the local embedding model. Journals are restored before
+//! the gateway listens.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use tollgate_core::cache::MemorySemanticStore;
 use tollgate_core::cache::vector::IndexParams;
-use tollgate_core::config::{Config, EmbeddingSource, SemanticBackend};
-use tollgate_server::app::SemanticParts;
+use tollgate_core::cache::{MemoryCacheStore, MemorySemanticStore};
+use tollgate_core::config::{CacheBackend, Config, EmbeddingSource, SemanticBackend};
+use tollgate_server::app::CacheParts;
 use tollgate_store::postgres::{PgSemanticStore, PostgresStore};
+use tollgate_types::ports::CacheStore;
 use tollgate_types::ports::semantic::SemanticStore;
 
 use crate::commands::store_url;
 
-/// The parts `AppState::from_config_with` needs; empty when no semantic cache is configured.
-pub async fn open(config_path: &Path, config: &Config) -> anyhow::Result<SemanticParts> {
-    let Some(semantic) = &config.cache.semantic else { return Ok(SemanticParts::default()) };
+/// The parts `AppState::from_config_with` needs: the in-process exact cache with its SQLite
+/// journal (restored), and the semantic cache's store and model when one is configured.
+pub async fn open(config_path: &Path, config: &Config) -> anyhow::Result<CacheParts> {
+    let exact = exact_store(config_path, config).await?;
+    let Some(semantic) = &config.cache.semantic else {
+        return Ok(CacheParts { exact, ..CacheParts::default() });
+    };
     let (local_embedder, local_dim) = match &semantic.embedding {
         EmbeddingSource::Local(local) => {
             let (embedder, dim) = crate::local_embed::load(local)?;
@@ -57,7 +63,27 @@ pub async fn open(config_path: &Path, config: &Config) -> anyhow::Result<Semanti
             Arc::new(store)
         }
     };
-    Ok(SemanticParts { store: Some(store), local_embedder })
+    Ok(CacheParts { exact, store: Some(store), local_embedder })
+}
+
+/// The in-process exact cache journaled to a SQLite store and restored from it; `None` for
+/// Redis (which keeps its own entries) or a PostgreSQL store (no journal: memory only).
+async fn exact_store(config_path: &Path, config: &Config) -> anyhow::Result<Option<Arc<dyn CacheStore>>> {
+    let CacheBackend::Memory { max_bytes } = config.cache.backend else { return Ok(None) };
+    let url = store_url(config_path, config);
+    let Some(journal) = tollgate_store::open_cache_journal(url.expose_secret())
+        .await
+        .context("cannot open the response cache's journal")?
+    else {
+        return Ok(None);
+    };
+    let store = MemoryCacheStore::with_journal(max_bytes, Some(journal));
+    // A journal that cannot be read costs the cache, not the gateway: start empty.
+    match store.restore().await {
+        Ok(entries) => tracing::info!(entries, "response cache restored from the store"),
+        Err(e) => tracing::warn!(error = %e, "could not restore the response cache; starting empty"),
+    }
+    Ok(Some(Arc::new(store)))
 }
 
 /// `tollgate migrate`'s part for the semantic cache: with the postgres backend, the owner

@@ -262,6 +262,27 @@ async fn hits_are_metered_with_zero_cost_and_the_cost_saved() {
 }
 
 #[tokio::test]
+async fn in_process_entries_survive_a_restart_through_the_sqlite_journal() {
+    let (mock, _dir, config) = setup("cache-restart", ", ttl: 10m").await;
+    let acme = bootstrap(&config, "acme");
+    let q = body("gpt", "kept across restarts");
+    let short = body("gpt", "gone by the restart");
+    let mut gw = Gateway::start(&config);
+    let (_, cache, first) = acme.json(&gw, &q, &[]).await;
+    assert_eq!(cache, "miss");
+    assert_eq!(acme.json(&gw, &short, &[("x-tollgate-cache", "ttl=1s")]).await.1, "miss");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gw.terminate();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let gw = Gateway::start(&config);
+    let (_, cache, again) = acme.json(&gw, &q, &[]).await;
+    assert_eq!((cache.as_str(), &again), ("hit", &first), "restored, as it was");
+    assert_eq!(acme.json(&gw, &short, &[]).await.1, "miss", "expired while the gateway was down");
+    assert_eq!(mock.requests().len(), 3);
+}
+
+#[tokio::test]
 async fn redis_backend_is_shared_by_every_node() {
     let redis =
         std::env::var("TOLLGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());

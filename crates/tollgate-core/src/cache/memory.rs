@@ -15,9 +15,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moka::Expiry;
 use moka::future::Cache;
+use moka::notification::RemovalCause;
 use moka::policy::EvictionPolicy;
+use parking_lot::Mutex;
+use time::OffsetDateTime;
 use tokio::time::Instant;
-use tollgate_types::ports::{CacheError, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter};
+use tollgate_types::ports::{
+    CacheError, CacheJournal, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter,
+};
 
 /// Weight added to every entry for the key, the entry's bookkeeping and moka's own.
 const ENTRY_OVERHEAD_BYTES: usize = 128;
@@ -31,6 +36,10 @@ pub const MAX_TTL: Duration = Duration::from_secs(365 * 86_400);
 pub struct MemoryCacheStore {
     cache: Cache<CacheKey, Stored>,
     max_bytes: u64,
+    /// With a journal (the SQLite store), entries survive a restart ([`Self::restore`]).
+    journal: Option<Arc<dyn CacheJournal>>,
+    /// Keys moka evicted (size or expiry) that the journal still holds.
+    gone: Arc<Mutex<Vec<CacheKey>>>,
 }
 
 #[derive(Clone)]
@@ -68,7 +77,20 @@ impl Expiry<CacheKey, Stored> for PerEntryTtl {
 impl MemoryCacheStore {
     /// A cache holding at most about `max_bytes` of entries.
     pub fn new(max_bytes: u64) -> Self {
+        Self::with_journal(max_bytes, None)
+    }
+
+    /// [`Self::new`], also writing every entry to `journal` (see [`Self::restore`]).
+    pub fn with_journal(max_bytes: u64, journal: Option<Arc<dyn CacheJournal>>) -> Self {
+        let gone: Arc<Mutex<Vec<CacheKey>>> = Arc::default();
+        let evicted = gone.clone();
+        let journaled = journal.is_some();
         let cache = Cache::builder()
+            .eviction_listener(move |key: Arc<CacheKey>, _value: Stored, cause: RemovalCause| {
+                if journaled && cause.was_evicted() {
+                    evicted.lock().push(*key);
+                }
+            })
             .max_capacity(max_bytes)
             .weigher(|_key: &CacheKey, v: &Stored| v.weight)
             .expire_after(PerEntryTtl)
@@ -76,7 +98,47 @@ impl MemoryCacheStore {
             // admission filter would turn new entries away until they are seen twice.
             .eviction_policy(EvictionPolicy::lru())
             .build();
-        Self { cache, max_bytes }
+        Self { cache, max_bytes, journal, gone }
+    }
+
+    /// Loads the journal's live entries (oldest first, so recency survives the restart) and
+    /// returns how many were loaded.
+    pub async fn restore(&self) -> Result<u64, CacheError> {
+        let Some(journal) = &self.journal else { return Ok(0) };
+        let now = OffsetDateTime::now_utc();
+        let mut loaded = 0;
+        for (key, value, expires_at) in journal.load(now).await? {
+            let ttl = Duration::try_from(expires_at - now).unwrap_or(Duration::ZERO).min(MAX_TTL);
+            if let Some(stored) = self.stored(Arc::new(value), ttl) {
+                self.cache.insert(key, stored).await;
+                loaded += 1;
+            }
+        }
+        self.cache.run_pending_tasks().await;
+        self.forget(Vec::new()).await?;
+        Ok(loaded)
+    }
+
+    /// The entry to keep for `value`, or `None` when it can never fit (or lives no time).
+    fn stored(&self, value: Arc<CachedResponse>, ttl: Duration) -> Option<Stored> {
+        let size = value.approx_size().saturating_add(ENTRY_OVERHEAD_BYTES);
+        let weight = u32::try_from(size).unwrap_or(u32::MAX);
+        (!ttl.is_zero() && u64::from(weight) <= self.max_bytes).then(|| Stored {
+            value,
+            ttl,
+            deadline: Instant::now() + ttl,
+            weight,
+        })
+    }
+
+    /// Removes `keys`, and whatever moka evicted since the last call, from the journal.
+    async fn forget(&self, mut keys: Vec<CacheKey>) -> Result<(), CacheError> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        keys.append(&mut std::mem::take(&mut *self.gone.lock()));
+        if keys.is_empty() {
+            return Ok(());
+        }
+        journal.remove(&keys).await
     }
 
     /// The byte bound this store was built with.
@@ -91,6 +153,9 @@ impl CacheStore for MemoryCacheStore {
         let Some(stored) = self.cache.get(key).await else { return Ok(None) };
         if Instant::now() >= stored.deadline {
             self.cache.invalidate(key).await;
+            if self.journal.is_some() {
+                self.gone.lock().push(*key);
+            }
             return Ok(None);
         }
         Ok(Some(stored.value))
@@ -101,18 +166,20 @@ impl CacheStore for MemoryCacheStore {
             return Ok(());
         }
         let ttl = ttl.min(MAX_TTL);
-        let size = value.approx_size().saturating_add(ENTRY_OVERHEAD_BYTES);
-        let weight = u32::try_from(size).unwrap_or(u32::MAX);
-        if u64::from(weight) > self.max_bytes {
+        let Some(stored) = self.stored(value.clone(), ttl) else {
             // It would evict everything and then itself; keep what is there instead.
             self.cache.invalidate(key).await;
-            return Ok(());
-        }
-        let deadline = Instant::now() + ttl;
-        self.cache.insert(*key, Stored { value, ttl, deadline, weight }).await;
+            return self.forget(vec![*key]).await;
+        };
+        self.cache.insert(*key, stored).await;
         // moka applies evictions in batches; running them now keeps the bound strict (a put
         // follows an upstream call, so this small cost is not on a hit's path).
         self.cache.run_pending_tasks().await;
+        // Evictions first: an earlier eviction of this very key must not delete the new row.
+        self.forget(Vec::new()).await?;
+        if let Some(journal) = &self.journal {
+            journal.upsert(key, &value, OffsetDateTime::now_utc() + ttl).await?;
+        }
         Ok(())
     }
 
@@ -121,13 +188,15 @@ impl CacheStore for MemoryCacheStore {
         // predicates it removes the entries now and can count them.
         let doomed: Vec<Arc<CacheKey>> =
             self.cache.iter().filter(|(k, v)| filter.matches(k, &v.value)).map(|(k, _)| k).collect();
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for key in doomed {
             if self.cache.remove(&*key).await.is_some() {
-                removed += 1;
+                removed.push(*key);
             }
         }
-        Ok(removed)
+        let count = removed.len() as u64;
+        self.forget(removed).await?;
+        Ok(count)
     }
 
     async fn stats(&self) -> Result<CacheStats, CacheError> {
@@ -139,6 +208,8 @@ impl CacheStore for MemoryCacheStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_trait::async_trait;
+
     use crate::cache::contract::{Fixture, entry, key};
     use tollgate_types::tenancy::TenantId;
 
@@ -188,6 +259,62 @@ mod tests {
         let k = key(TenantId::new(), "p");
         store.put(&k, Arc::new(entry("a")), Duration::MAX).await.unwrap();
         assert!(store.get(&k).await.unwrap().is_some());
+    }
+
+    /// A journal in memory: what a restart would find.
+    #[derive(Default)]
+    struct Journal(Mutex<Vec<(CacheKey, CachedResponse, OffsetDateTime)>>);
+
+    #[async_trait]
+    impl CacheJournal for Journal {
+        async fn load(
+            &self,
+            now: OffsetDateTime,
+        ) -> Result<Vec<(CacheKey, CachedResponse, OffsetDateTime)>, CacheError> {
+            Ok(self.0.lock().iter().filter(|(_, _, at)| *at > now).cloned().collect())
+        }
+        async fn upsert(
+            &self,
+            key: &CacheKey,
+            value: &CachedResponse,
+            at: OffsetDateTime,
+        ) -> Result<(), CacheError> {
+            let mut rows = self.0.lock();
+            rows.retain(|(k, _, _)| k != key);
+            rows.push((*key, value.clone(), at));
+            Ok(())
+        }
+        async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
+            self.0.lock().retain(|(k, _, _)| !keys.contains(k));
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_restores_the_journaled_entries_and_evictions_and_purges_reach_the_journal() {
+        let journal = Arc::new(Journal::default());
+        let (a, b) = (TenantId::new(), TenantId::new());
+        let minute = Duration::from_secs(60);
+        let e = Arc::new(entry("a"));
+        let per = e.approx_size() as u64 + ENTRY_OVERHEAD_BYTES as u64;
+        // Room for three entries.
+        let first = MemoryCacheStore::with_journal(per * 3 + per / 2, Some(journal.clone()));
+        for p in ["1", "2", "3", "4"] {
+            first.put(&key(a, p), e.clone(), minute).await.unwrap();
+        }
+        first.put(&key(b, "1"), e.clone(), minute).await.unwrap();
+        let kept = |j: &Journal| j.0.lock().iter().filter(|(k, _, _)| k.tenant() == a).count();
+        assert_eq!(journal.0.lock().len(), 3, "evicted entries leave the journal");
+        assert_eq!(first.purge(&PurgeFilter::tenant(b)).await.unwrap(), 1);
+        assert_eq!(kept(&journal), 2);
+        assert_eq!(journal.0.lock().len(), 2, "purged entries leave the journal");
+
+        let second = MemoryCacheStore::with_journal(per * 3 + per / 2, Some(journal.clone()));
+        assert_eq!(second.restore().await.unwrap(), 2);
+        for p in ["3", "4"] {
+            assert!(second.get(&key(a, p)).await.unwrap().is_some(), "{p} survives the restart");
+        }
+        assert!(second.get(&key(b, "1")).await.unwrap().is_none());
     }
 
     #[tokio::test]

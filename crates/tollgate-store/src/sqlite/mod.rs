@@ -8,6 +8,7 @@
 //! record in the same transaction and publishes its [`Change`] only after the commit.
 
 mod admin;
+mod cache_journal;
 mod rows;
 mod semantic;
 mod usage;
@@ -30,6 +31,7 @@ use tollgate_types::tenancy::{Actor, AuditId, KeyAuth, KeyHash, KeyId, PageReque
 use uuid::Uuid;
 
 use crate::{Store, db_error};
+pub use cache_journal::SqliteCacheJournal;
 use rows::KeyAuthRow;
 pub use semantic::SqliteSemanticJournal;
 

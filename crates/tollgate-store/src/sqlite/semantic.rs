@@ -30,11 +30,11 @@ impl SqliteStore {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> CacheError {
-    CacheError::Unavailable(format!("semantic cache journal: {e}"))
+pub(super) fn unavailable(e: impl std::fmt::Display) -> CacheError {
+    CacheError::Unavailable(format!("cache journal: {e}"))
 }
 
-fn millis(t: OffsetDateTime) -> i64 {
+pub(super) fn millis(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 

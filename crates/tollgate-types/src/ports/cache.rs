@@ -51,6 +51,26 @@ pub trait CacheStore: Send + Sync {
     async fn stats(&self) -> Result<CacheStats, CacheError>;
 }
 
+/// Where the in-process exact cache keeps a copy of its entries so that a restart keeps the
+/// cache (the SQLite store). Written off the request path, by the cache's writer.
+#[async_trait]
+pub trait CacheJournal: Send + Sync {
+    /// Every entry not expired at `now` with its expiry, oldest first.
+    async fn load(
+        &self,
+        now: OffsetDateTime,
+    ) -> Result<Vec<(CacheKey, CachedResponse, OffsetDateTime)>, CacheError>;
+    /// Records `value` under `key` until `expires_at`, replacing what was there.
+    async fn upsert(
+        &self,
+        key: &CacheKey,
+        value: &CachedResponse,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), CacheError>;
+    /// Forgets entries (evicted, expired or purged); unknown keys are ignored.
+    async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError>;
+}
+
 /// Why the cache could not answer. The pipeline never fails a request over it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {

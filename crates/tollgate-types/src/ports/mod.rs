@@ -9,7 +9,7 @@ pub mod semantic;
 pub mod store;
 pub mod usage;
 
-pub use cache::{CacheError, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter};
+pub use cache::{CacheError, CacheJournal, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter};
 pub use limiter::{
     Adjustment, Admission, BudgetPeriod, Clock, LimitError, LimitKind, LimitStatus, ManualClock, RateLimiter,
     Reservation, SystemClock,
