@@ -7,11 +7,17 @@
 //!   `x-tollgate-cache` / `Cache-Control` headers;
 //! - [`replay`]: a finished stream assembled into the stored answer, and a stored answer replayed
 //!   as stream chunks;
-//! - [`memory`]: the in-process [`MemoryCacheStore`] (bounded LRU with per-entry TTL);
+//! - [`memory`]: the in-process [`MemoryCacheStore`] (bounded LRU with per-entry TTL, optionally
+//!   journaled to the SQLite store);
+//! - [`embed`]: how the semantic cache embeds a prompt ([`EmbedPrompt`]) and binds the model's
+//!   identity into the namespace;
+//! - [`semantic_memory`]: the in-process [`MemorySemanticStore`] (one [`vector`] index per
+//!   namespace, one LRU order, optionally journaled);
 //! - [`vector`]: the nearest-neighbour index of one semantic-cache namespace (exact scan, then
-//!   HNSW); the semantic cache that will use it is not built yet;
-//! - `contract` (with the `test-util` feature): the suite every
-//!   [`tollgate_types::ports::CacheStore`] must pass, run through [`crate::cache_contract!`].
+//!   HNSW);
+//! - `contract` / `semantic_contract` (with the `test-util` feature): the suites every
+//!   [`tollgate_types::ports::CacheStore`] and [`tollgate_types::ports::SemanticStore`] must
+//!   pass, run through [`crate::cache_contract!`] and [`crate::semantic_contract!`].
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod contract;
