@@ -94,11 +94,12 @@ pub async fn migrate(config: &Config, owner_url: &str) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
+    // Configuration requires `dimensions` with an embedding alias.
     let dim = match &semantic.embedding {
-        EmbeddingSource::Local(_) => LOCAL_MODEL_DIM,
+        EmbeddingSource::Local(_) => semantic.dimensions.unwrap_or(LOCAL_MODEL_DIM),
         EmbeddingSource::Alias(_) => semantic.dimensions.context("cache.semantic.dimensions is required")?,
     };
-    migrate_table(owner_url, semantic.dimensions.unwrap_or(dim)).await
+    migrate_table(owner_url, dim).await
 }
 
 /// all-MiniLM-L6-v2's vector length (checked against the model when it loads).

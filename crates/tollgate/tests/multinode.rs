@@ -13,51 +13,12 @@ mod support;
 
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection};
-use support::{ADMIN_KEY, Gateway, TempDir, chat_status, cli, cli_json};
+use support::{ADMIN_KEY, Gateway, PgDb, TempDir, chat_status, cli, cli_json, pg_admin_url};
 use tokio::time::Instant;
-
-fn admin_url() -> String {
-    std::env::var("TOLLGATE_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A fresh database, dropped at the end.
-struct Db {
-    name: String,
-}
-
-impl Db {
-    async fn create() -> Db {
-        let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = PgConnection::connect(&admin_url()).await.unwrap();
-        // The name is generated above (hex digits), never user input.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        Db { name }
-    }
-
-    fn url(&self, user: &str) -> String {
-        let base = admin_url();
-        let rest = base.split_once("://").map_or(base.as_str(), |(_, r)| r);
-        let host = rest.split_once('@').map_or(rest, |(_, h)| h);
-        let host = host.split_once('/').map_or(host, |(h, _)| h);
-        format!("postgres://{user}@{host}/{}", self.name)
-    }
-
-    async fn drop_now(self) {
-        if let Ok(mut conn) = PgConnection::connect(&admin_url()).await {
-            let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
-        }
-    }
-}
 
 #[tokio::test]
 async fn a_revoked_key_stops_working_on_every_node_within_a_second() {
-    let db = Db::create().await;
+    let db = PgDb::create(pg_admin_url()).await;
     let dir = TempDir::new("multinode");
     let config = dir.write(
         "tollgate.yaml",

@@ -16,8 +16,7 @@ use std::time::Duration;
 
 use mock_llm::MockLlm;
 use serde_json::{Value, json};
-use sqlx::{Connection, PgConnection};
-use support::{Gateway, TempDir, cli, tollgate};
+use support::{Gateway, PgDb, TempDir, cli, pg_admin_url, tollgate};
 
 fn pgvector_url() -> String {
     std::env::var("TOLLGATE_TEST_PGVECTOR_URL").expect(
@@ -25,46 +24,8 @@ fn pgvector_url() -> String {
     )
 }
 
-fn plain_pg_url() -> String {
-    std::env::var("TOLLGATE_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A fresh database on the server `admin` names, dropped at the end.
-struct Db {
-    admin: String,
-    name: String,
-}
-
-impl Db {
-    async fn create(admin: String) -> Db {
-        let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = PgConnection::connect(&admin).await.unwrap();
-        // The name is generated above (hex digits), never user input.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        Db { admin, name }
-    }
-
-    fn url(&self, user: &str) -> String {
-        let rest = self.admin.split_once("://").map_or(self.admin.as_str(), |(_, r)| r);
-        let host = rest.split_once('@').map_or(rest, |(_, h)| h);
-        let host = host.split_once('/').map_or(host, |(h, _)| h);
-        format!("postgres://{user}@{host}/{}", self.name)
-    }
-
-    async fn drop_now(self) {
-        if let Ok(mut conn) = PgConnection::connect(&self.admin).await {
-            let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
-        }
-    }
-}
-
 /// A config on `db` (app role and owner), the semantic cache on pgvector through `embed`.
-fn config(db: &Db, mock: &MockLlm) -> String {
+fn config(db: &PgDb, mock: &MockLlm) -> String {
     format!(
         "store: {{ url: \"{}\", owner_url: \"{}\" }}
 cache:
@@ -97,7 +58,7 @@ async fn ask(http: &reqwest::Client, gw: &Gateway, key: &str, prompt: &str) -> (
 
 #[tokio::test]
 async fn two_nodes_share_semantic_entries_on_pgvector() {
-    let db = Db::create(pgvector_url()).await;
+    let db = PgDb::create(pgvector_url()).await;
     let mock = MockLlm::start().await.unwrap();
     let dir = TempDir::new("semantic-pgvector");
     let config = dir.write("tollgate.yaml", &config(&db, &mock));
@@ -121,7 +82,7 @@ async fn two_nodes_share_semantic_entries_on_pgvector() {
 
 #[tokio::test]
 async fn a_postgres_without_pgvector_is_a_clear_start_up_error() {
-    let db = Db::create(plain_pg_url()).await;
+    let db = PgDb::create(pg_admin_url()).await;
     let mock = MockLlm::start().await.unwrap();
     let dir = TempDir::new("semantic-no-pgvector");
     let config = dir.write("tollgate.yaml", &config(&db, &mock));

@@ -243,27 +243,20 @@ impl ResponseCache {
         let Some(semantic) = self.semantic_step(k.tenant_id, &mode, req, embedder) else {
             return Lookup::Pass { status, write };
         };
-        let timeout = self.config.semantic.as_ref().map_or(Duration::from_secs(2), |s| s.timeout);
-        match tokio::time::timeout(timeout, semantic).await {
-            Ok(SemanticOutcome::Hit { entry, similarity }) => {
-                Lookup::Hit { entry, similarity: Some(similarity) }
-            }
-            Ok(SemanticOutcome::Miss(pending)) => {
+        match semantic.await {
+            SemanticOutcome::Hit { entry, similarity } => Lookup::Hit { entry, similarity: Some(similarity) },
+            SemanticOutcome::Miss(pending) => {
                 if let Some(w) = &mut write {
                     w.semantic = pending;
                 }
-                Lookup::Pass { status, write }
-            }
-            Err(_) => {
-                metrics::counter!(CACHE_ERRORS, "op" => "semantic_get").increment(1);
-                tracing::warn!(?timeout, "semantic cache lookup timed out; answering as a miss");
                 Lookup::Pass { status, write }
             }
         }
     }
 
     /// The semantic part of a lookup, when the mode asks for it and the request can be matched
-    /// by meaning: embeds the prompt, then (when reading) finds the nearest stored prompt.
+    /// by meaning: embeds the prompt, then (when reading) finds the nearest stored prompt; all
+    /// within `cache.semantic.timeout` (slower is a miss).
     fn semantic_step<'a>(
         &'a self,
         tenant: tollgate_types::tenancy::TenantId,
@@ -283,8 +276,8 @@ impl ResponseCache {
                 return None;
             }
         };
-        let (read, write) = (mode.read, mode.write);
-        Some(async move {
+        let (read, write, timeout) = (mode.read, mode.write, config.timeout);
+        let lookup = async move {
             let namespace = namespace_for(&key.namespace, &embedder.id());
             let started = tokio::time::Instant::now();
             let embedding = match embedder.embed(&key.prompt).await {
@@ -310,6 +303,13 @@ impl ResponseCache {
                 }
             }
             SemanticOutcome::Miss(write.then_some(SemanticWrite { namespace, prompt: key.prompt, embedding }))
+        };
+        Some(async move {
+            tokio::time::timeout(timeout, lookup).await.unwrap_or_else(|_| {
+                metrics::counter!(CACHE_ERRORS, "op" => "semantic_get").increment(1);
+                tracing::warn!(?timeout, "semantic cache lookup timed out; answering as a miss");
+                SemanticOutcome::Miss(None)
+            })
         })
     }
 

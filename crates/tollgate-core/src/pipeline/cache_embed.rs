@@ -3,8 +3,6 @@
 //! a `byok_only` tenant's prompt never goes out under the gateway's keys and the embedding's
 //! cost is the tenant's.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use tollgate_types::{EmbeddingInput, EmbeddingsRequest, JsonMap};
 
@@ -13,19 +11,18 @@ use crate::cache::EmbedPrompt;
 use crate::cache::embed::normalise;
 use crate::registry::ModelRoute;
 
-/// Embeds one request's prompt through `route`.
+/// Embeds one request's prompt through `route`. Built for every chat request of a gateway
+/// with an embedding alias, so it only borrows: anything it needs to own is made when (if) it
+/// embeds.
 pub(super) struct AliasEmbedder<'a> {
     gateway: &'a Gateway,
-    /// The client's identity and request id, without its routing headers (those address the
-    /// chat alias, not this one).
-    ctx: RequestCtx,
-    route: Arc<ModelRoute>,
+    ctx: &'a RequestCtx,
+    route: &'a ModelRoute,
 }
 
 impl<'a> AliasEmbedder<'a> {
-    pub(super) fn new(gateway: &'a Gateway, ctx: &RequestCtx, route: &Arc<ModelRoute>) -> Self {
-        let ctx = RequestCtx::new(ctx.request_id.clone(), ctx.principal.clone());
-        Self { gateway, ctx, route: route.clone() }
+    pub(super) fn new(gateway: &'a Gateway, ctx: &'a RequestCtx, route: &'a ModelRoute) -> Self {
+        Self { gateway, ctx, route }
     }
 }
 
@@ -52,7 +49,10 @@ impl EmbedPrompt for AliasEmbedder<'_> {
             user: None,
             extra: JsonMap::new(),
         };
-        let served = self.gateway.embed(&self.ctx, req, Caller::Cache).await.map_err(|e| e.to_string())?;
+        // The client's identity and request id, without its routing headers (those address the
+        // chat alias, not this one).
+        let ctx = RequestCtx::new(self.ctx.request_id.clone(), self.ctx.principal.clone());
+        let served = self.gateway.embed(&ctx, req, Caller::Cache).await.map_err(|e| e.to_string())?;
         let first = served.value.data.into_iter().next().ok_or("the embeddings answer has no data")?;
         let mut vector: Vec<f32> = serde_json::from_value(first.embedding)
             .map_err(|e| format!("the embedding is not a list of numbers: {e}"))?;

@@ -152,3 +152,46 @@ pub async fn purge_cache(
         .unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
+
+/// The plain PostgreSQL's admin URL (`TOLLGATE_TEST_PG_URL`, default 127.0.0.1:5432 as
+/// `postgres`).
+pub fn pg_admin_url() -> String {
+    std::env::var("TOLLGATE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh database on the server `admin` (a superuser URL) names; [`PgDb::drop_now`] drops it.
+pub struct PgDb {
+    admin: String,
+    pub name: String,
+}
+
+impl PgDb {
+    pub async fn create(admin: String) -> PgDb {
+        use sqlx::Connection;
+        let name = format!("tollgate_test_{}", uuid::Uuid::now_v7().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
+        // The name is generated above (hex digits), never user input.
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        PgDb { admin, name }
+    }
+
+    /// This database on the same server, as `user` (trust auth).
+    pub fn url(&self, user: &str) -> String {
+        let rest = self.admin.split_once("://").map_or(self.admin.as_str(), |(_, r)| r);
+        let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+        let host = host.split_once('/').map_or(host, |(h, _)| h);
+        format!("postgres://{user}@{host}/{}", self.name)
+    }
+
+    pub async fn drop_now(self) {
+        use sqlx::Connection;
+        if let Ok(mut conn) = sqlx::PgConnection::connect(&self.admin).await {
+            let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+        }
+    }
+}
