@@ -31,7 +31,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use time::OffsetDateTime;
-use tollgate_types::ports::{CacheError, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter};
+use tollgate_types::ports::{
+    CacheError, CacheKey, CachePut, CacheStats, CacheStore, CachedResponse, PurgeFilter,
+};
 use tollgate_types::tenancy::TenantId;
 
 /// The longest an entry is kept, whatever TTL it was put with (as the in-process store).
@@ -215,20 +217,33 @@ impl CacheStore for RedisCacheStore {
     /// One `SET … PX`, bounded by `timeout`. An alias longer than 65,535 bytes cannot be stored:
     /// the key is cleared instead (as a put of an unstorable entry in the in-process store).
     async fn put(&self, key: &CacheKey, value: Arc<CachedResponse>, ttl: Duration) -> Result<(), CacheError> {
-        if ttl.is_zero() {
-            return Ok(());
-        }
-        let rkey = self.redis_key(key);
-        let bytes = match encode(key.tenant(), &value) {
-            Ok(bytes) => bytes,
-            Err(EncodeError::AliasTooLong) => return self.unlink(&[rkey]).await.map(drop),
-            Err(EncodeError::Json(e)) => {
-                return Err(CacheError::Unavailable(format!("could not encode the entry: {e}")));
+        self.put_many(vec![CachePut { key: *key, value, ttl }]).await
+    }
+
+    /// The writer's batch in one pipeline (one round trip, in order, so a later put of a key
+    /// wins): a `SET … PX` per entry, an `UNLINK` for one that cannot be stored.
+    async fn put_many(&self, puts: Vec<CachePut>) -> Result<(), CacheError> {
+        let mut pipe = redis::pipe();
+        let mut unencodable = None;
+        for CachePut { key, value, ttl } in puts.iter().filter(|p| !p.ttl.is_zero()) {
+            let rkey = self.redis_key(key);
+            match encode(key.tenant(), value) {
+                Ok(bytes) => {
+                    pipe.cmd("SET").arg(&rkey).arg(bytes).arg("PX").arg(ttl_millis(*ttl)).ignore();
+                }
+                Err(EncodeError::AliasTooLong) => {
+                    pipe.cmd("UNLINK").arg(&rkey).ignore();
+                }
+                Err(EncodeError::Json(e)) => {
+                    unencodable
+                        .get_or_insert(CacheError::Unavailable(format!("could not encode an entry: {e}")));
+                }
             }
-        };
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(&rkey).arg(bytes).arg("PX").arg(ttl_millis(ttl));
-        self.run::<()>(&cmd).await
+        }
+        if !pipe.is_empty() {
+            self.run_pipe::<()>(&pipe).await?;
+        }
+        unencodable.map_or(Ok(()), Err)
     }
 
     /// `SCAN MATCH <prefix>:<tenant>:*`; with an alias or age filter, `GETRANGE` of each key's

@@ -31,7 +31,7 @@ use tollgate_core::secrets::MasterKeys;
 use tollgate_core::usage_sink::{SinkConfig, UsageWriter, usage_sink};
 use tollgate_types::ports::cache::CacheStore;
 use tollgate_types::ports::semantic::SemanticStore;
-use tollgate_types::ports::store::Store;
+use tollgate_types::ports::store::{Change, ChangeEvent, Store};
 use tollgate_types::ports::usage::UsageSink;
 use tollgate_types::ports::{Clock, RateLimiter, SystemClock};
 use tollgate_types::{ErrorKind, GatewayError};
@@ -204,6 +204,7 @@ impl AppState {
         ));
         let mut changes = store.changes.subscribe();
         let (auth, gateway, stop) = (self.auth.clone(), self.gateway.clone(), shutdown.clone());
+        let (admin, purges) = (store.admin.clone(), tasks.clone());
         tasks.spawn(async move {
             loop {
                 tokio::select! {
@@ -212,6 +213,14 @@ impl AppState {
                         Some(event) => {
                             auth.apply(event);
                             gateway.apply(event);
+                            // A deleted tenant's cached answers go (off this loop: a Redis purge
+                            // walks keys).
+                            if let (ChangeEvent::Changed(Change::Tenant(t)), Some(cache)) =
+                                (event, gateway.response_cache())
+                            {
+                                let (cache, admin) = (cache.clone(), admin.clone());
+                                purges.spawn(async move { cache.forget_if_deleted(&*admin, t).await });
+                            }
                         }
                         None => break,
                     },

@@ -213,6 +213,72 @@ async fn semantic_entries_survive_a_restart_and_a_purge_removes_them() {
     assert_eq!(acme.ask(&gw, &ask("gpt", "how do I reverse a Python list"), &[]).await.cache, "miss");
 }
 
+/// Rows of `table` belonging to `tenant` in the gateway's SQLite database.
+async fn journal_rows(dir: &TempDir, table: &str, tenant: &str) -> i64 {
+    let url = format!("sqlite://{}", dir.0.join("tollgate.db").display());
+    let mut db = SqliteConnection::connect(&url).await.unwrap();
+    let sql = format!("SELECT count(*) FROM {table} WHERE tenant_id = ?");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(tenant).fetch_one(&mut db).await.unwrap()
+}
+
+#[tokio::test]
+async fn deleting_a_tenant_removes_its_cached_answers_from_memory_and_the_journals() {
+    let (_mock, dir, config) = setup("semantic-tenant-delete").await;
+    let (acme, globex) = (Client::new(&config, "acme"), Client::new(&config, "globex"));
+    let mut gw = Gateway::start(&config);
+    for client in [&acme, &globex] {
+        assert_eq!(
+            client.ask(&gw, &ask("gpt", "How do I reverse a list in Python?"), &[]).await.cache,
+            "miss"
+        );
+    }
+    settle().await;
+    let (a, g) = (
+        support::tenant_of(&acme.http, &gw, &acme.key).await,
+        support::tenant_of(&globex.http, &gw, &globex.key).await,
+    );
+    for table in ["exact_cache_entries", "semantic_cache_entries"] {
+        assert_eq!(
+            (journal_rows(&dir, table, &a).await, journal_rows(&dir, table, &g).await),
+            (1, 1),
+            "{table}"
+        );
+    }
+    let http = &acme.http;
+    assert_eq!(support::metric(http, &gw, "tollgate_cache_entries").await, 2.0);
+    assert_eq!(support::metric(http, &gw, "tollgate_cache_semantic_entries").await, 2.0);
+
+    assert_eq!(support::delete_tenant(http, &gw, &a).await, 200);
+    // The journals lose acme's rows with the tenant; memory is purged on the change (async).
+    for table in ["exact_cache_entries", "semantic_cache_entries"] {
+        assert_eq!(
+            (journal_rows(&dir, table, &a).await, journal_rows(&dir, table, &g).await),
+            (0, 1),
+            "{table}"
+        );
+    }
+    let mut left = (0.0, 0.0);
+    for _ in 0..50 {
+        left = (
+            support::metric(http, &gw, "tollgate_cache_entries").await,
+            support::metric(http, &gw, "tollgate_cache_semantic_entries").await,
+        );
+        if left == (1.0, 1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, (1.0, 1.0), "only globex's entries are left in memory");
+    let theirs = globex.ask(&gw, &ask("gpt", "how do I reverse a Python list"), &[]).await;
+    assert_eq!(theirs.cache, "semantic-hit", "another tenant's entries stay");
+
+    // And a restart brings nothing of acme's back.
+    gw.terminate();
+    let gw = Gateway::start(&config);
+    assert_eq!(support::metric(http, &gw, "tollgate_cache_entries").await, 1.0);
+    assert_eq!(support::metric(http, &gw, "tollgate_cache_semantic_entries").await, 1.0);
+}
+
 #[tokio::test]
 async fn a_byok_only_tenant_embeds_with_its_own_credential() {
     let mock = MockLlm::start().await.unwrap();

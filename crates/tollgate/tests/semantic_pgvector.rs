@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use mock_llm::MockLlm;
 use serde_json::{Value, json};
-use support::{Gateway, PgDb, TempDir, cli, pg_admin_url, tollgate};
+use sqlx::PgPool;
+use support::{Gateway, PgDb, TempDir, cli, delete_tenant, pg_admin_url, tenant_of, tollgate};
 
 fn pgvector_url() -> String {
     std::env::var("TOLLGATE_TEST_PGVECTOR_URL").expect(
@@ -76,6 +77,24 @@ async fn two_nodes_share_semantic_entries_on_pgvector() {
     assert_eq!(again["choices"][0]["message"]["content"], first["choices"][0]["message"]["content"]);
     let (cache, _) = ask(&http, &b, &globex, "which river is the longest in Europe?").await;
     assert_eq!(cache, "miss", "never another tenant's entry");
+
+    // Deleting a tenant deletes its rows (the table has no foreign key to the tenant).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (acme_id, globex_id) = (tenant_of(&http, &a, &acme).await, tenant_of(&http, &a, &globex).await);
+    let owner = PgPool::connect(&db.url("postgres")).await.unwrap();
+    let rows = async |tenant: &str| -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM semantic_cache_d256 WHERE tenant_id = $1::uuid")
+            .bind(tenant)
+            .fetch_one(&owner)
+            .await
+            .unwrap()
+    };
+    assert_eq!((rows(&acme_id).await, rows(&globex_id).await), (1, 1));
+    assert_eq!(delete_tenant(&http, &a, &acme_id).await, 200);
+    assert_eq!((rows(&acme_id).await, rows(&globex_id).await), (0, 1));
+    let (cache, _) = ask(&http, &b, &globex, "Which river is the longest in Europe").await;
+    assert_eq!(cache, "semantic-hit", "another tenant's entries stay");
+    owner.close().await;
     drop((a, b));
     db.drop_now().await;
 }

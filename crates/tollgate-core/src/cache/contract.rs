@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use tollgate_types::ports::{CacheError, CacheKey, CacheStore, CachedResponse, PurgeFilter};
+use tollgate_types::ports::{CacheError, CacheKey, CachePut, CacheStore, CachedResponse, PurgeFilter};
 use tollgate_types::tenancy::TenantId;
 use tollgate_types::{
     ChatRequest, ChatResponse, Choice, FinishReason, JsonMap, Message, ResponseMessage, Role, Usage,
@@ -48,6 +48,7 @@ macro_rules! cache_contract {
             put_then_get_round_trips,
             unknown_key_is_a_miss,
             put_replaces_the_entry,
+            put_many_stores_each_and_the_last_of_a_key_wins,
             zero_ttl_stores_nothing,
             entries_expire_after_their_ttl,
             tenant_b_never_hits_tenant_a_entry,
@@ -122,6 +123,29 @@ pub async fn put_then_get_round_trips(f: Fixture) -> Result<(), CacheError> {
     f.store.put(&k, Arc::new(e.clone()), MINUTE).await?;
     let got = f.store.get(&k).await?;
     assert_eq!(got.as_deref(), Some(&e), "every field comes back as stored");
+    Ok(())
+}
+
+/// The writer's batches: every entry of tenant A's batch is stored, a key put twice keeps the
+/// later answer, a zero TTL in the batch stores nothing, and tenant B's entry in the same batch
+/// stays B's.
+pub async fn put_many_stores_each_and_the_last_of_a_key_wins(f: Fixture) -> Result<(), CacheError> {
+    let (a, b) = (TenantId::new(), TenantId::new());
+    let put = |key, answer: &str, ttl| CachePut { key, value: Arc::new(entry(answer)), ttl };
+    let mut puts: Vec<CachePut> =
+        (0..20).map(|i| put(key(a, &format!("q{i}")), &format!("a{i}"), MINUTE)).collect();
+    puts.push(put(key(a, "q3"), "again", MINUTE));
+    puts.push(put(key(a, "never"), "x", Duration::ZERO));
+    puts.push(put(key(b, "q0"), "b's", MINUTE));
+    f.store.put_many(puts).await?;
+    for i in (0..20).filter(|i| *i != 3) {
+        let got = f.store.get(&key(a, &format!("q{i}"))).await?;
+        assert_eq!(got.as_deref().and_then(answer_of), Some(format!("a{i}").as_str()), "q{i}");
+    }
+    assert_eq!(f.store.get(&key(a, "q3")).await?.as_deref().and_then(answer_of), Some("again"));
+    assert!(f.store.get(&key(a, "never")).await?.is_none(), "a zero TTL stores nothing");
+    assert_eq!(f.store.get(&key(b, "q0")).await?.as_deref().and_then(answer_of), Some("b's"));
+    assert_eq!(f.store.get(&key(a, "q0")).await?.as_deref().and_then(answer_of), Some("a0"));
     Ok(())
 }
 

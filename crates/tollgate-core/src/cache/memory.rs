@@ -21,7 +21,8 @@ use parking_lot::Mutex;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use tollgate_types::ports::{
-    CacheError, CacheJournal, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter,
+    CacheError, CacheJournal, CacheKey, CachePut, CacheStats, CacheStore, CachedResponse, JournaledEntry,
+    PurgeFilter,
 };
 
 /// Weight added to every entry for the key, the entry's bookkeeping and moka's own.
@@ -162,25 +163,38 @@ impl CacheStore for MemoryCacheStore {
     }
 
     async fn put(&self, key: &CacheKey, value: Arc<CachedResponse>, ttl: Duration) -> Result<(), CacheError> {
-        if ttl.is_zero() {
+        self.put_many(vec![CachePut { key: *key, value, ttl }]).await
+    }
+
+    async fn put_many(&self, puts: Vec<CachePut>) -> Result<(), CacheError> {
+        let mut written = Vec::with_capacity(puts.len());
+        let mut refused = Vec::new();
+        for CachePut { key, value, ttl } in puts {
+            if ttl.is_zero() {
+                continue;
+            }
+            let ttl = ttl.min(MAX_TTL);
+            let Some(stored) = self.stored(value.clone(), ttl) else {
+                // It would evict everything and then itself; keep what is there instead.
+                self.cache.invalidate(&key).await;
+                refused.push(key);
+                continue;
+            };
+            self.cache.insert(key, stored).await;
+            written.push(JournaledEntry { key, value, expires_at: OffsetDateTime::now_utc() + ttl });
+        }
+        // moka applies evictions in batches; running them now keeps the bound strict (puts
+        // follow upstream calls, so this small cost is not on a hit's path).
+        self.cache.run_pending_tasks().await;
+        // Evictions first: an earlier eviction of a key put again here must not delete its new
+        // row. What this batch itself evicted is not journaled at all.
+        self.forget(refused).await?;
+        let Some(journal) = &self.journal else { return Ok(()) };
+        written.retain(|w| self.cache.contains_key(&w.key));
+        if written.is_empty() {
             return Ok(());
         }
-        let ttl = ttl.min(MAX_TTL);
-        let Some(stored) = self.stored(value.clone(), ttl) else {
-            // It would evict everything and then itself; keep what is there instead.
-            self.cache.invalidate(key).await;
-            return self.forget(vec![*key]).await;
-        };
-        self.cache.insert(*key, stored).await;
-        // moka applies evictions in batches; running them now keeps the bound strict (a put
-        // follows an upstream call, so this small cost is not on a hit's path).
-        self.cache.run_pending_tasks().await;
-        // Evictions first: an earlier eviction of this very key must not delete the new row.
-        self.forget(Vec::new()).await?;
-        if let Some(journal) = &self.journal {
-            journal.upsert(key, &value, OffsetDateTime::now_utc() + ttl).await?;
-        }
-        Ok(())
+        journal.upsert(&written).await
     }
 
     async fn purge(&self, filter: &PurgeFilter) -> Result<u64, CacheError> {
@@ -273,15 +287,12 @@ mod tests {
         ) -> Result<Vec<(CacheKey, CachedResponse, OffsetDateTime)>, CacheError> {
             Ok(self.0.lock().iter().filter(|(_, _, at)| *at > now).cloned().collect())
         }
-        async fn upsert(
-            &self,
-            key: &CacheKey,
-            value: &CachedResponse,
-            at: OffsetDateTime,
-        ) -> Result<(), CacheError> {
+        async fn upsert(&self, entries: &[JournaledEntry]) -> Result<(), CacheError> {
             let mut rows = self.0.lock();
-            rows.retain(|(k, _, _)| k != key);
-            rows.push((*key, value.clone(), at));
+            for e in entries {
+                rows.retain(|(k, _, _)| *k != e.key);
+                rows.push((e.key, (*e.value).clone(), e.expires_at));
+            }
             Ok(())
         }
         async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tollgate_types::ports::{
-    CacheError, CacheKey, CachedResponse, PurgeFilter, SemanticEntry, SemanticStore,
+    CacheError, CacheKey, CachedResponse, PurgeFilter, SemanticEntry, SemanticPut, SemanticStore,
 };
 use tollgate_types::tenancy::TenantId;
 
@@ -31,6 +31,7 @@ macro_rules! semantic_contract {
     ($factory:expr) => {
         $crate::semantic_contract!(@tests $factory;
             put_then_nearest_finds_it,
+            put_many_adds_each,
             below_the_threshold_is_a_miss,
             nearest_is_the_most_similar,
             other_namespaces_never_match,
@@ -123,6 +124,37 @@ pub async fn put_then_nearest_finds_it(f: SemanticFixture) -> Result<(), CacheEr
     assert_eq!(*hit.value, e, "every field comes back as stored");
     let want = dot(&v, &query);
     assert!((hit.similarity - want).abs() < 1e-3, "similarity {} != {want}", hit.similarity);
+    Ok(())
+}
+
+/// The writer's batches: every entry is added to its own namespace, zero TTLs store nothing.
+pub async fn put_many_adds_each(f: SemanticFixture) -> Result<(), CacheError> {
+    let (a, b) = (TenantId::new(), TenantId::new());
+    let (ns_a, ns_b) = (namespace(a, 1), namespace(b, 1));
+    let mut puts: Vec<SemanticPut> = (0..30u64)
+        .map(|seed| SemanticPut {
+            namespace: if seed % 3 == 0 { ns_b } else { ns_a },
+            entry: stored(&seed.to_string(), unit(f.dim, seed), entry(&format!("a{seed}"))),
+            ttl: MINUTE,
+        })
+        .collect();
+    puts.push(SemanticPut {
+        namespace: ns_a,
+        entry: stored("never", unit(f.dim, 77), entry("x")),
+        ttl: Duration::ZERO,
+    });
+    f.store.put_many(puts).await?;
+    for seed in 0..30u64 {
+        let (own, other) = if seed % 3 == 0 { (ns_b, ns_a) } else { (ns_a, ns_b) };
+        let hit = f.store.nearest(&own, &unit(f.dim, seed), 0.99).await?.ok_or_else(|| missing("batched"))?;
+        assert_eq!(hit.prompt, seed.to_string());
+        assert_eq!(answer_of(&hit.value), Some(format!("a{seed}").as_str()));
+        assert!(
+            f.store.nearest(&other, &unit(f.dim, seed), 0.99).await?.is_none(),
+            "{seed} stays in its namespace"
+        );
+    }
+    assert!(f.store.nearest(&ns_a, &unit(f.dim, 77), 0.99).await?.is_none(), "a zero TTL stores nothing");
     Ok(())
 }
 

@@ -6,8 +6,11 @@
 //! cache.
 //!
 //! One mutex guards the entries and the LRU order; it is held for map updates only. Searching
-//! an index happens outside it (the index has its own read-write lock), so lookups in different
-//! namespaces, and concurrent lookups in one, do not wait for each other.
+//! an index and inserting into it happen outside it (the index has its own read-write lock), so
+//! lookups in different namespaces, and concurrent lookups in one, do not wait for each other,
+//! nor for an insert into another namespace. Puts come in batches from the cache's writer and
+//! their graph inserts (about a millisecond each at 100k entries) run on tokio's blocking pool,
+//! never on a runtime worker.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use tokio::time::Instant;
 use tollgate_types::ports::semantic::MAX_SEMANTIC_TTL;
 use tollgate_types::ports::{
     CacheError, CacheKey, CacheStats, CachedResponse, JournalRecord, PurgeFilter, SemanticEntry, SemanticHit,
-    SemanticJournal, SemanticStore,
+    SemanticJournal, SemanticPut, SemanticStore,
 };
 use uuid::Uuid;
 
@@ -37,11 +40,16 @@ const STALE_RETRIES: usize = 4;
 
 /// The in-process [`SemanticStore`].
 pub struct MemorySemanticStore {
+    inner: Arc<Inner>,
+    journal: Option<Arc<dyn SemanticJournal>>,
+}
+
+/// The entries and their indexes: shared with the blocking task that inserts a batch.
+struct Inner {
     state: Mutex<State>,
     /// The index settings of every namespace (`dim` is taken from its first entry).
     params: IndexParams,
     max_bytes: u64,
-    journal: Option<Arc<dyn SemanticJournal>>,
 }
 
 #[derive(Default)]
@@ -75,7 +83,10 @@ impl MemorySemanticStore {
     /// A store holding at most about `max_bytes` of entries, each namespace indexed with
     /// `params` (its `dim` is ignored: a namespace takes the length of its first entry).
     pub fn new(params: IndexParams, max_bytes: u64) -> Self {
-        Self { state: Mutex::new(State::default()), params, max_bytes, journal: None }
+        Self {
+            inner: Arc::new(Inner { state: Mutex::new(State::default()), params, max_bytes }),
+            journal: None,
+        }
     }
 
     /// Also writes every entry to `journal` (see [`Self::restore`]).
@@ -94,10 +105,11 @@ impl MemorySemanticStore {
         let records = journal.load(now).await?;
         let mut loaded = 0;
         let mut dropped = Vec::new();
+        let started = Instant::now();
         for r in records {
             let left = r.expires_at - now;
             let ttl = Duration::try_from(left).unwrap_or(Duration::ZERO);
-            match self.insert(&r.namespace, r.id, r.entry, ttl) {
+            match self.inner.insert(&r.namespace, r.id, r.entry, ttl, started) {
                 Ok(evicted) => {
                     loaded += 1;
                     dropped.extend(evicted);
@@ -114,14 +126,72 @@ impl MemorySemanticStore {
         Ok(loaded)
     }
 
+    /// Removes what `pick` selects, from memory; returns the journal ids.
+    fn remove_where(&self, pick: impl FnMut(&CacheKey, &Slot) -> bool) -> Vec<Uuid> {
+        self.inner.remove_where(pick)
+    }
+
+    async fn forget(&self, mut ids: Vec<Uuid>) -> Result<(), CacheError> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        ids.append(&mut std::mem::take(&mut self.inner.state.lock().stale));
+        if ids.is_empty() {
+            return Ok(());
+        }
+        journal.remove(&ids).await
+    }
+}
+
+/// What a batch of puts did: the entries kept (to journal), the ids evicted, the first error.
+#[derive(Default)]
+struct Inserted {
+    kept: Vec<JournalRecord>,
+    evicted: Vec<Uuid>,
+    error: Option<CacheError>,
+}
+
+impl Inner {
+    /// Adds `puts` in memory, each expiring its TTL after `now`; with `journaled`, returns
+    /// their journal records (expiring on the wall clock, from `wall`).
+    fn insert_all(
+        &self,
+        puts: Vec<SemanticPut>,
+        now: Instant,
+        wall: OffsetDateTime,
+        journaled: bool,
+    ) -> Inserted {
+        let mut out = Inserted::default();
+        for p in puts {
+            let id = Uuid::now_v7();
+            let record = journaled.then(|| JournalRecord {
+                id,
+                namespace: p.namespace,
+                entry: p.entry.clone(),
+                expires_at: wall + p.ttl.min(MAX_SEMANTIC_TTL),
+            });
+            match self.insert(&p.namespace, id, p.entry, p.ttl, now) {
+                Ok(evicted) => {
+                    out.evicted.extend(evicted);
+                    out.kept.extend(record);
+                }
+                Err(e) => {
+                    out.error.get_or_insert(e);
+                }
+            }
+        }
+        // What the batch evicted, its own entries included, is not journaled.
+        out.kept.retain(|r| !out.evicted.contains(&r.id));
+        out
+    }
+
     /// Adds an entry in memory; returns the ids evicted to make room (this one's, if it can
-    /// never fit).
+    /// never fit or its namespace went away while it was being indexed).
     fn insert(
         &self,
         ns: &CacheKey,
         id: Uuid,
         entry: SemanticEntry,
         ttl: Duration,
+        now: Instant,
     ) -> Result<Vec<Uuid>, CacheError> {
         let ttl = ttl.min(MAX_SEMANTIC_TTL);
         let dim = entry.embedding.len();
@@ -129,37 +199,45 @@ impl MemorySemanticStore {
         if ttl.is_zero() || bytes > self.max_bytes {
             return Ok(vec![id]);
         }
+        let (index, slot) = {
+            let mut state = self.state.lock();
+            let state = &mut *state;
+            let space = state.spaces.entry(*ns).or_insert_with(|| Space {
+                index: Arc::new(VectorIndex::new(IndexParams { dim, ..self.params.clone() })),
+                dim,
+                slots: HashMap::new(),
+            });
+            if space.dim != dim {
+                return Err(CacheError::Unavailable(format!(
+                    "an embedding of length {dim} cannot join a namespace of length {}",
+                    space.dim
+                )));
+            }
+            let slot = state.next_slot;
+            state.next_slot += 1;
+            (space.index.clone(), slot)
+        };
+        // Outside the store's lock: the graph insert is the slow part. Until the slot is
+        // registered below, a lookup that finds it takes it for an evicted entry (a miss).
+        let indexed = index.insert(slot, &entry.embedding);
         let mut state = self.state.lock();
         let state = &mut *state;
-        let space = state.spaces.entry(*ns).or_insert_with(|| Space {
-            index: Arc::new(VectorIndex::new(IndexParams { dim, ..self.params.clone() })),
-            dim,
-            slots: HashMap::new(),
-        });
-        if space.dim != dim {
-            return Err(CacheError::Unavailable(format!(
-                "an embedding of length {dim} cannot join a namespace of length {}",
-                space.dim
-            )));
+        let Some(space) = state.spaces.get_mut(ns).filter(|s| Arc::ptr_eq(&s.index, &index)) else {
+            // The namespace emptied (a purge) and was dropped meanwhile: the entry goes with it.
+            index.remove(slot);
+            return Ok(vec![id]);
+        };
+        if let Err(e) = indexed {
+            if space.slots.is_empty() {
+                state.spaces.remove(ns);
+            }
+            return Err(CacheError::Unavailable(format!("the semantic index refused an entry: {e}")));
         }
-        let slot = state.next_slot;
-        space
-            .index
-            .insert(slot, &entry.embedding)
-            .map_err(|e| CacheError::Unavailable(format!("the semantic index refused an entry: {e}")))?;
-        state.next_slot += 1;
         let tick = state.next_tick;
         state.next_tick += 1;
         space.slots.insert(
             slot,
-            Slot {
-                id,
-                prompt: entry.prompt,
-                value: entry.value,
-                deadline: Instant::now() + ttl,
-                tick,
-                bytes,
-            },
+            Slot { id, prompt: entry.prompt, value: entry.value, deadline: now + ttl, tick, bytes },
         );
         state.order.insert(tick, (*ns, slot));
         state.bytes += bytes;
@@ -195,15 +273,6 @@ impl MemorySemanticStore {
         }
         ids
     }
-
-    async fn forget(&self, mut ids: Vec<Uuid>) -> Result<(), CacheError> {
-        let Some(journal) = &self.journal else { return Ok(()) };
-        ids.append(&mut std::mem::take(&mut self.state.lock().stale));
-        if ids.is_empty() {
-            return Ok(());
-        }
-        journal.remove(&ids).await
-    }
 }
 
 impl State {
@@ -230,7 +299,7 @@ impl SemanticStore for MemorySemanticStore {
         min_similarity: f32,
     ) -> Result<Option<SemanticHit>, CacheError> {
         let index = {
-            let state = self.state.lock();
+            let state = self.inner.state.lock();
             match state.spaces.get(namespace) {
                 Some(space) if space.dim == embedding.len() => space.index.clone(),
                 _ => return Ok(None),
@@ -238,11 +307,12 @@ impl SemanticStore for MemorySemanticStore {
         };
         for _ in 0..STALE_RETRIES {
             let Some((slot, similarity)) = index.nearest(embedding, min_similarity) else { return Ok(None) };
-            let mut state = self.state.lock();
+            let mut state = self.inner.state.lock();
             let state = &mut *state;
             let Some(space) = state.spaces.get_mut(namespace) else { return Ok(None) };
             let Some(found) = space.slots.get_mut(&slot) else {
-                // Evicted between the search and now; the index no longer has it either.
+                // Evicted between the search and now (the index no longer has it either), or
+                // still being added.
                 continue;
             };
             if found.deadline <= Instant::now() {
@@ -268,22 +338,20 @@ impl SemanticStore for MemorySemanticStore {
     }
 
     async fn put(&self, namespace: &CacheKey, entry: SemanticEntry, ttl: Duration) -> Result<(), CacheError> {
-        let id = Uuid::now_v7();
-        let expires_at = OffsetDateTime::now_utc() + ttl.min(MAX_SEMANTIC_TTL);
-        let record = self.journal.as_ref().map(|_| JournalRecord {
-            id,
-            namespace: *namespace,
-            entry: entry.clone(),
-            expires_at,
-        });
-        let evicted = self.insert(namespace, id, entry, ttl)?;
-        let kept = !evicted.contains(&id);
-        if let (Some(journal), Some(record)) = (&self.journal, record)
-            && kept
-        {
-            journal.insert(&record).await?;
+        self.put_many(vec![SemanticPut { namespace: *namespace, entry, ttl }]).await
+    }
+
+    async fn put_many(&self, puts: Vec<SemanticPut>) -> Result<(), CacheError> {
+        let (inner, journaled) = (self.inner.clone(), self.journal.is_some());
+        let (now, wall) = (Instant::now(), OffsetDateTime::now_utc());
+        let done = tokio::task::spawn_blocking(move || inner.insert_all(puts, now, wall, journaled))
+            .await
+            .map_err(|e| CacheError::Unavailable(format!("the semantic index's insert task failed: {e}")))?;
+        if let (Some(journal), false) = (&self.journal, done.kept.is_empty()) {
+            journal.insert(&done.kept).await?;
         }
-        self.forget(evicted.into_iter().filter(|e| *e != id).collect()).await
+        self.forget(done.evicted).await?;
+        done.error.map_or(Ok(()), Err)
     }
 
     async fn purge(&self, filter: &PurgeFilter) -> Result<u64, CacheError> {
@@ -294,7 +362,7 @@ impl SemanticStore for MemorySemanticStore {
     }
 
     async fn stats(&self) -> Result<CacheStats, CacheError> {
-        let state = self.state.lock();
+        let state = self.inner.state.lock();
         Ok(CacheStats { entries: state.order.len() as u64, bytes: state.bytes })
     }
 
@@ -382,8 +450,8 @@ mod tests {
         async fn load(&self, now: OffsetDateTime) -> Result<Vec<JournalRecord>, CacheError> {
             Ok(self.0.lock().iter().filter(|r| r.expires_at > now).cloned().collect())
         }
-        async fn insert(&self, record: &JournalRecord) -> Result<(), CacheError> {
-            self.0.lock().push(record.clone());
+        async fn insert(&self, records: &[JournalRecord]) -> Result<(), CacheError> {
+            self.0.lock().extend_from_slice(records);
             Ok(())
         }
         async fn remove(&self, ids: &[Uuid]) -> Result<(), CacheError> {

@@ -1,5 +1,5 @@
 //! The response cache as the pipeline uses it: the configured store and file rule, the lookup
-//! of the `cache` stage, and the queue that stores answers off the request path.
+//! of the `cache` stage, and the queues that store answers off the request path.
 //!
 //! A cache failure never fails a request: a lookup error is a miss and a write error is logged,
 //! both counted in `tollgate_cache_errors_total`.
@@ -17,9 +17,11 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tollgate_types::ports::cache::{
-    CacheError, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter,
+    CacheError, CacheKey, CachePut, CacheStats, CacheStore, CachedResponse, PurgeFilter,
 };
-use tollgate_types::ports::semantic::{SemanticEntry, SemanticStore};
+use tollgate_types::ports::semantic::{SemanticEntry, SemanticPut, SemanticStore};
+use tollgate_types::ports::store::{AdminStore, StoreError};
+use tollgate_types::tenancy::TenantId;
 use tollgate_types::{ChatRequest, ChatResponse, Usage};
 
 use super::embed::{EmbedPrompt, namespace_for};
@@ -34,9 +36,10 @@ pub const CACHE_REQUESTS: &str = "tollgate_cache_requests_total";
 /// What hits saved: the stored answers' original cost, by `model`.
 pub const CACHE_COST_SAVED: &str = "tollgate_cache_cost_saved_nanodollars_total";
 /// Cache calls that failed (backend down, slow or unreadable), by `op` (`get`, `put`, `embed`,
-/// `semantic_get`, `semantic_put`).
+/// `semantic_get`, `semantic_put`, `purge`). A failed `put` or `semantic_put` is one batch of
+/// the writer.
 pub const CACHE_ERRORS: &str = "tollgate_cache_errors_total";
-/// Answers not stored because the write queue was full.
+/// Answers not stored because a write queue was full, by `cache` (`exact`, `semantic`).
 pub const CACHE_WRITES_DROPPED: &str = "tollgate_cache_writes_dropped_total";
 /// Entries in the in-process cache (set at each scrape; absent for Redis, whose count needs a
 /// walk of the whole keyspace: see Redis's own `INFO keyspace`).
@@ -53,8 +56,12 @@ pub const SEMANTIC_SIMILARITY: &str = "tollgate_cache_semantic_similarity";
 /// Seconds spent embedding prompts for semantic lookups (histogram).
 pub const SEMANTIC_EMBED_SECONDS: &str = "tollgate_cache_semantic_embed_seconds";
 
-/// Answers waiting to be stored; past this, new ones are dropped (and counted).
+/// Answers waiting to be stored, per queue (exact, semantic); past this, new ones are dropped
+/// (and counted).
 const WRITE_QUEUE: usize = 1024;
+/// The most answers one backend call stores (one SQLite transaction, one blocking task of
+/// graph inserts).
+const WRITE_BATCH: usize = 64;
 /// How long shutdown waits for queued writes.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(5);
 /// How often the writer frees expired semantic entries.
@@ -99,7 +106,7 @@ pub(crate) struct PendingWrite {
     key: CacheKey,
     ttl: Duration,
     alias: String,
-    queue: mpsc::Sender<Write>,
+    queues: Queues,
     semantic: Option<SemanticWrite>,
 }
 
@@ -111,11 +118,12 @@ struct SemanticWrite {
     embedding: Vec<f32>,
 }
 
-struct Write {
-    key: CacheKey,
-    value: Arc<CachedResponse>,
-    ttl: Duration,
-    semantic: Option<SemanticWrite>,
+/// The writer's two queues. They are separate so that a slow semantic index (graph inserts of
+/// about a millisecond each at 100k entries) never costs the exact cache a write.
+#[derive(Clone)]
+struct Queues {
+    exact: mpsc::Sender<CachePut>,
+    semantic: mpsc::Sender<SemanticPut>,
 }
 
 impl PendingWrite {
@@ -131,18 +139,24 @@ impl PendingWrite {
             cost_nanodollars: cost,
             created_at: OffsetDateTime::now_utc(),
         });
-        let write = Write { key: self.key, value, ttl: self.ttl, semantic: self.semantic };
-        if self.queue.try_send(write).is_err() {
-            metrics::counter!(CACHE_WRITES_DROPPED).increment(1);
+        if let Some(s) = self.semantic {
+            let entry = SemanticEntry { prompt: s.prompt, embedding: s.embedding, value: value.clone() };
+            let put = SemanticPut { namespace: s.namespace, entry, ttl: self.ttl };
+            if self.queues.semantic.try_send(put).is_err() {
+                metrics::counter!(CACHE_WRITES_DROPPED, "cache" => "semantic").increment(1);
+            }
+        }
+        if self.queues.exact.try_send(CachePut { key: self.key, value, ttl: self.ttl }).is_err() {
+            metrics::counter!(CACHE_WRITES_DROPPED, "cache" => "exact").increment(1);
         }
     }
 }
 
-/// The response cache: its store, the file's rule and TTLs, and the write queue.
+/// The response cache: its store, the file's rule and TTLs, and the write queues.
 pub struct ResponseCache {
     store: Arc<dyn CacheStore>,
     config: CacheConfig,
-    queue: mpsc::Sender<Write>,
+    queues: Queues,
     semantic: Option<Arc<dyn SemanticStore>>,
 }
 
@@ -150,7 +164,8 @@ pub struct ResponseCache {
 pub struct CacheWriter {
     store: Arc<dyn CacheStore>,
     semantic: Option<Arc<dyn SemanticStore>>,
-    rx: mpsc::Receiver<Write>,
+    exact_rx: mpsc::Receiver<CachePut>,
+    semantic_rx: mpsc::Receiver<SemanticPut>,
 }
 
 impl ResponseCache {
@@ -162,9 +177,11 @@ impl ResponseCache {
         config: CacheConfig,
     ) -> (Self, CacheWriter) {
         let semantic = semantic.filter(|_| config.semantic.is_some());
-        let (queue, rx) = mpsc::channel(WRITE_QUEUE);
-        let writer = CacheWriter { store: store.clone(), semantic: semantic.clone(), rx };
-        (Self { store, config, queue, semantic }, writer)
+        let (exact, exact_rx) = mpsc::channel(WRITE_QUEUE);
+        let (semantic_tx, semantic_rx) = mpsc::channel(WRITE_QUEUE);
+        let writer = CacheWriter { store: store.clone(), semantic: semantic.clone(), exact_rx, semantic_rx };
+        let queues = Queues { exact, semantic: semantic_tx };
+        (Self { store, config, queues, semantic }, writer)
     }
 
     /// The semantic cache's settings, when it is configured.
@@ -226,7 +243,7 @@ impl ResponseCache {
             key,
             ttl: mode.ttl,
             alias: req.model.clone(),
-            queue: self.queue.clone(),
+            queues: self.queues.clone(),
             semantic: None,
         });
         if mode.read {
@@ -259,7 +276,7 @@ impl ResponseCache {
     /// within `cache.semantic.timeout` (slower is a miss).
     fn semantic_step<'a>(
         &'a self,
-        tenant: tollgate_types::tenancy::TenantId,
+        tenant: TenantId,
         mode: &CacheMode,
         req: &ChatRequest,
         embedder: Option<&'a dyn EmbedPrompt>,
@@ -324,6 +341,31 @@ impl ResponseCache {
         Ok(exact + semantic)
     }
 
+    /// Purges `tenant`'s entries if the tenant was deleted. The gateway calls it for each tenant
+    /// change on the store's change feed (a deletion announces one, on every node); a tenant
+    /// that still exists is left alone. The store already deleted the journal and pgvector rows
+    /// with the tenant; this clears memory and Redis, so a deleted tenant's prompts and answers
+    /// are not kept until their TTL.
+    pub async fn forget_if_deleted(&self, admin: &dyn AdminStore, tenant: TenantId) {
+        match admin.get_tenant(tenant).await {
+            Err(StoreError::NotFound(_)) => {}
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(%tenant, error = %e, "could not tell whether a changed tenant was deleted");
+                return;
+            }
+        }
+        match self.purge(&PurgeFilter::tenant(tenant)).await {
+            Ok(n) => {
+                tracing::info!(%tenant, purged = n, "the cached answers of a deleted tenant were purged")
+            }
+            Err(e) => {
+                metrics::counter!(CACHE_ERRORS, "op" => "purge").increment(1);
+                tracing::warn!(%tenant, error = %e, "could not purge the cached answers of a deleted tenant");
+            }
+        }
+    }
+
     /// The store's size figures (admin).
     pub async fn stats(&self) -> Result<CacheStats, CacheError> {
         self.store.stats().await
@@ -364,53 +406,82 @@ enum SemanticOutcome {
 }
 
 impl CacheWriter {
-    /// Stores queued answers until `shutdown`, then what is still queued (for at most a few
-    /// seconds: a cache write is worth little next to a timely exit).
-    /// Also frees expired semantic entries every minute.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut sweep = tokio::time::interval(SWEEP_EVERY);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                write = self.rx.recv() => match write {
-                    Some(w) => self.put(w).await,
-                    None => return,
-                },
-                _ = sweep.tick() => self.sweep().await,
+    /// Stores queued answers, in batches, until `shutdown`, then what is still queued (for at
+    /// most a few seconds: a cache write is worth little next to a timely exit). The exact and
+    /// semantic queues are served side by side. Also frees expired semantic entries every
+    /// minute.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let Self { store, semantic, exact_rx, semantic_rx } = self;
+        let exact = store_batches(exact_rx, shutdown.clone(), |puts| {
+            let store = store.clone();
+            async move {
+                if let Err(e) = store.put_many(puts).await {
+                    metrics::counter!(CACHE_ERRORS, "op" => "put").increment(1);
+                    tracing::warn!(error = %e, "could not store answers in the response cache");
+                }
             }
-        }
-        self.rx.close();
-        let drain = async {
-            while let Some(w) = self.rx.recv().await {
-                self.put(w).await;
-            }
+        });
+        let semantic = async {
+            let Some(store) = semantic else { return };
+            let writes = store_batches(semantic_rx, shutdown.clone(), |puts| {
+                let store = store.clone();
+                async move {
+                    if let Err(e) = store.put_many(puts).await {
+                        metrics::counter!(CACHE_ERRORS, "op" => "semantic_put").increment(1);
+                        tracing::warn!(error = %e, "could not store answers in the semantic cache");
+                    }
+                }
+            });
+            tokio::join!(writes, sweep(&*store, shutdown.clone()));
         };
-        if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
-            tracing::warn!("response cache writes still queued at shutdown were dropped");
-        }
+        tokio::join!(exact, semantic);
     }
+}
 
-    async fn put(&self, w: Write) {
-        if let (Some(store), Some(s)) = (&self.semantic, w.semantic) {
-            let entry = SemanticEntry { prompt: s.prompt, embedding: s.embedding, value: w.value.clone() };
-            if let Err(e) = store.put(&s.namespace, entry, w.ttl).await {
-                metrics::counter!(CACHE_ERRORS, "op" => "semantic_put").increment(1);
-                tracing::warn!(error = %e, "could not store an answer in the semantic cache");
+/// Hands what `rx` receives to `put`, up to [`WRITE_BATCH`] at a time, until `shutdown`; then
+/// drains the queue within [`DRAIN_DEADLINE`].
+async fn store_batches<T, F>(
+    mut rx: mpsc::Receiver<T>,
+    shutdown: CancellationToken,
+    mut put: impl FnMut(Vec<T>) -> F,
+) where
+    F: Future<Output = ()>,
+{
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            n = rx.recv_many(&mut batch, WRITE_BATCH) => {
+                if n == 0 {
+                    return;
+                }
+                put(std::mem::take(&mut batch)).await;
             }
         }
-        if let Err(e) = self.store.put(&w.key, w.value, w.ttl).await {
-            metrics::counter!(CACHE_ERRORS, "op" => "put").increment(1);
-            tracing::warn!(error = %e, "could not store an answer in the response cache");
-        }
     }
+    rx.close();
+    let drain = async {
+        while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+            put(std::mem::take(&mut batch)).await;
+        }
+    };
+    if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+        tracing::warn!("response cache writes still queued at shutdown were dropped");
+    }
+}
 
-    async fn sweep(&self) {
-        let Some(store) = &self.semantic else { return };
-        match store.purge_expired().await {
-            Ok(0) => {}
-            Ok(n) => tracing::debug!(removed = n, "expired semantic cache entries freed"),
-            Err(e) => tracing::warn!(error = %e, "could not free expired semantic cache entries"),
+/// Frees expired semantic entries every [`SWEEP_EVERY`] until `shutdown`.
+async fn sweep(store: &dyn SemanticStore, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => match store.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "expired semantic cache entries freed"),
+                Err(e) => tracing::warn!(error = %e, "could not free expired semantic cache entries"),
+            },
         }
     }
 }

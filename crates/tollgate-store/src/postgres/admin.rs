@@ -265,6 +265,8 @@ impl AdminStore for PostgresStore {
         if !existed {
             return Err(StoreError::NotFound("tenant"));
         }
+        // The semantic cache's tables have no foreign key to the tenant (made at run time).
+        super::semantic::delete_tenant_rows(&mut tx, tenant).await?;
         notify(&mut tx, Change::Tenant(tenant)).await?;
         tx.commit().await.map_err(db_error)?;
         Ok(())

@@ -50,6 +50,36 @@ pub fn semantic_table(dim: usize) -> String {
     format!("semantic_cache_d{dim}")
 }
 
+/// Deletes `tenant`'s rows from every semantic-cache table (part of deleting the tenant: the
+/// tables are made at run time, one per embedding length, and carry no foreign key). Runs in
+/// the caller's transaction, which it binds to `tenant` for row-level security.
+pub(super) async fn delete_tenant_rows(
+    conn: &mut sqlx::PgConnection,
+    tenant: TenantId,
+) -> Result<(), StoreError> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname ~ '^semantic_cache_d[0-9]+$'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if tables.is_empty() {
+        return Ok(());
+    }
+    super::set_tenant(&mut *conn, tenant).await?;
+    for t in tables {
+        // `t` matched ^semantic_cache_d[0-9]+$ above: a plain identifier.
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM public.{t} WHERE tenant_id = $1")))
+            .bind(tenant.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
+}
+
 // === impl PostgresStore ===
 
 impl PostgresStore {

@@ -288,6 +288,16 @@ impl AdminStore for SqliteStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound("tenant"));
         }
+        // The cache journals have no foreign key (they are written off the request path, and
+        // an entry may outlive its key): their rows go here, so a restart cannot bring the
+        // tenant's prompts and answers back. Running gateways purge memory on the change.
+        for table in ["exact_cache_entries", "semantic_cache_entries"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table} WHERE tenant_id = ?")))
+                .bind(tenant.0.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
         tx.commit().await.map_err(db_error)?;
         self.publish([Change::Tenant(tenant)]);
         Ok(())

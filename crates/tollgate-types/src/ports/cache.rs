@@ -43,12 +43,34 @@ pub trait CacheStore: Send + Sync {
     /// the pipeline logs it and the request is unaffected.
     async fn put(&self, key: &CacheKey, value: Arc<CachedResponse>, ttl: Duration) -> Result<(), CacheError>;
 
+    /// Stores several answers, as [`Self::put`] would one by one, in order (a later put of
+    /// the same key wins). The cache's writer stores in batches, so a backend that can do
+    /// several writes in one round trip or transaction keeps up with higher miss rates. An
+    /// error means any of them may not have been stored.
+    async fn put_many(&self, puts: Vec<CachePut>) -> Result<(), CacheError> {
+        let mut result = Ok(());
+        for p in puts {
+            if let Err(e) = self.put(&p.key, p.value, p.ttl).await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
     /// Removes every entry matching `filter` (always within one tenant) and returns how many
     /// it removed. Runs from the admin API, never on the request path.
     async fn purge(&self, filter: &PurgeFilter) -> Result<u64, CacheError>;
 
     /// Approximate size figures, for metrics and the admin API.
     async fn stats(&self) -> Result<CacheStats, CacheError>;
+}
+
+/// One answer to store ([`CacheStore::put_many`]).
+#[derive(Debug, Clone)]
+pub struct CachePut {
+    pub key: CacheKey,
+    pub value: Arc<CachedResponse>,
+    pub ttl: Duration,
 }
 
 /// Where the in-process exact cache keeps a copy of its entries so that a restart keeps the
@@ -60,15 +82,19 @@ pub trait CacheJournal: Send + Sync {
         &self,
         now: OffsetDateTime,
     ) -> Result<Vec<(CacheKey, CachedResponse, OffsetDateTime)>, CacheError>;
-    /// Records `value` under `key` until `expires_at`, replacing what was there.
-    async fn upsert(
-        &self,
-        key: &CacheKey,
-        value: &CachedResponse,
-        expires_at: OffsetDateTime,
-    ) -> Result<(), CacheError>;
+    /// Records each entry (a value under its key until its expiry), replacing what was there;
+    /// in one transaction where the journal has them.
+    async fn upsert(&self, entries: &[JournaledEntry]) -> Result<(), CacheError>;
     /// Forgets entries (evicted, expired or purged); unknown keys are ignored.
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError>;
+}
+
+/// One entry of the exact cache's journal.
+#[derive(Debug, Clone)]
+pub struct JournaledEntry {
+    pub key: CacheKey,
+    pub value: Arc<CachedResponse>,
+    pub expires_at: OffsetDateTime,
 }
 
 /// Why the cache could not answer. The pipeline never fails a request over it.

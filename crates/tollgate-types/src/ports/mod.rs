@@ -9,7 +9,10 @@ pub mod semantic;
 pub mod store;
 pub mod usage;
 
-pub use cache::{CacheError, CacheJournal, CacheKey, CacheStats, CacheStore, CachedResponse, PurgeFilter};
+pub use cache::{
+    CacheError, CacheJournal, CacheKey, CachePut, CacheStats, CacheStore, CachedResponse, JournaledEntry,
+    PurgeFilter,
+};
 pub use limiter::{
     Adjustment, Admission, BudgetPeriod, Clock, LimitError, LimitKind, LimitStatus, ManualClock, RateLimiter,
     Reservation, SystemClock,
@@ -19,4 +22,4 @@ pub use provider::{
     parse_retry_after,
 };
 pub use quota::{ProviderQuota, QuotaCell};
-pub use semantic::{JournalRecord, SemanticEntry, SemanticHit, SemanticJournal, SemanticStore};
+pub use semantic::{JournalRecord, SemanticEntry, SemanticHit, SemanticJournal, SemanticPut, SemanticStore};

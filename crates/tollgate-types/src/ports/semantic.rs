@@ -42,6 +42,18 @@ pub trait SemanticStore: Send + Sync {
     /// entries to stay within its bound.
     async fn put(&self, namespace: &CacheKey, entry: SemanticEntry, ttl: Duration) -> Result<(), CacheError>;
 
+    /// Adds several entries, as [`Self::put`] would one by one (the cache's writer stores in
+    /// batches). An error means any of them may not have been stored.
+    async fn put_many(&self, puts: Vec<SemanticPut>) -> Result<(), CacheError> {
+        let mut result = Ok(());
+        for p in puts {
+            if let Err(e) = self.put(&p.namespace, p.entry, p.ttl).await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
     /// Removes every entry matching `filter` (always within one tenant) and returns how many.
     async fn purge(&self, filter: &PurgeFilter) -> Result<u64, CacheError>;
 
@@ -61,10 +73,18 @@ pub trait SemanticStore: Send + Sync {
 pub trait SemanticJournal: Send + Sync {
     /// Every entry not expired at `now`, oldest first.
     async fn load(&self, now: OffsetDateTime) -> Result<Vec<JournalRecord>, CacheError>;
-    /// Records a new entry.
-    async fn insert(&self, record: &JournalRecord) -> Result<(), CacheError>;
+    /// Records new entries (in one transaction where the journal has them).
+    async fn insert(&self, records: &[JournalRecord]) -> Result<(), CacheError>;
     /// Forgets entries (evicted, expired or purged); unknown ids are ignored.
     async fn remove(&self, ids: &[Uuid]) -> Result<(), CacheError>;
+}
+
+/// One entry to add ([`SemanticStore::put_many`]).
+#[derive(Debug, Clone)]
+pub struct SemanticPut {
+    pub namespace: CacheKey,
+    pub entry: SemanticEntry,
+    pub ttl: Duration,
 }
 
 /// One journaled semantic entry.

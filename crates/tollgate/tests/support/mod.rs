@@ -135,6 +135,18 @@ pub async fn tenant_of(http: &reqwest::Client, gw: &Gateway, key: &str) -> Strin
     me["tenant_id"].as_str().unwrap().to_owned()
 }
 
+/// `DELETE /admin/v1/tenants/{tenant}` as the super-admin: the status.
+pub async fn delete_tenant(http: &reqwest::Client, gw: &Gateway, tenant: &str) -> u16 {
+    let url = gw.url(&format!("/admin/v1/tenants/{tenant}"));
+    http.delete(url).bearer_auth(ADMIN_KEY).send().await.unwrap().status().as_u16()
+}
+
+/// The value of the un-labelled metric `name` on `/metrics` (0 when absent).
+pub async fn metric(http: &reqwest::Client, gw: &Gateway, name: &str) -> f64 {
+    let text = http.get(gw.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0.0)
+}
+
 /// `POST /admin/v1/tenants/{tenant}/cache/purge` with `body`, as `key`: status and JSON body.
 pub async fn purge_cache(
     http: &reqwest::Client,
