@@ -78,7 +78,7 @@ pub fn conflict(a: &str, b: &str) -> Option<Conflict> {
         return Some(Conflict::Antonym);
     }
     let aligned = Alignment::of(&a, &b);
-    if aligned.swapped(&a, &b) || connective_swap(&a, &b) {
+    if aligned.swapped(&a, &b) || connective_swap(&a, &b) || role_changed(&a, &b) || role_changed(&b, &a) {
         return Some(Conflict::Direction);
     }
     if unmatched_rare(&a, &b) && unmatched_rare(&b, &a) {
@@ -114,9 +114,10 @@ const DETERMINERS: &[&str] =
     &["any", "her", "his", "its", "my", "our", "some", "that", "their", "these", "this", "those", "your"];
 
 /// Markers that negate their clause. "without" is not here: it is the antonym of "with", and
-/// its absence does not mean "with" ("on an empty stomach" / "without food").
+/// its absence does not mean "with" ("on an empty stomach" / "without food"). "non" is the
+/// hyphenated prefix, split off as a word ("non-root", "non-blocking").
 const NEGATIONS: &[&str] =
-    &["cannot", "neither", "never", "no", "nobody", "none", "nor", "not", "nothing", "nowhere"];
+    &["cannot", "neither", "never", "no", "nobody", "non", "none", "nor", "not", "nothing", "nowhere"];
 
 /// Prefixes that turn a word into its opposite ("safe" / "unsafe", "valid" / "invalid").
 const NEGATING_PREFIXES: &[&str] = &["un", "in", "im", "il", "ir", "non", "dis"];
@@ -147,6 +148,17 @@ const ANTONYMS: &[(&str, &str)] = &[
     ("input", "output"),
     ("left", "right"),
     ("buy", "sell"),
+    ("upload", "download"),
+    ("push", "pull"),
+    ("send", "receive"),
+    ("start", "stop"),
+    ("open", "close"),
+    ("show", "hide"),
+    ("read", "write"),
+    ("compress", "decompress"),
+    ("serialize", "deserialize"),
+    ("inner", "outer"),
+    ("above", "below"),
 ];
 
 /// Words that put the next noun in a role (target, source, comparison, order): to/into share
@@ -681,6 +693,19 @@ fn connective_swap(a: &Prompt, b: &Prompt) -> bool {
         .any(|role| moved(a, b, role) && moved(b, a, role))
 }
 
+/// A word `a` puts after "to" / "into" that `b` puts after "from" instead, and never after
+/// "to" / "into": the same place as destination in one and as origin in the other ("upload a
+/// file to the server" / "download a file from the server", "flights to Lima" / "flights from
+/// Lima").
+fn role_changed(a: &Prompt, b: &Prompt) -> bool {
+    const TO: u8 = 0;
+    const FROM: u8 = 1;
+    a.followers.iter().filter(|&&(r, _)| r == TO).any(|&(_, j)| {
+        let w = a.stem(j);
+        b.follows(FROM, w) && !b.follows(TO, w) && !a.follows(FROM, w)
+    })
+}
+
 /// Whether `a` names something (proper noun, acronym, identifier) that `b` does not: not as a
 /// word in any case, not with a typo, not spelled out as an acronym's words.
 fn unmatched_rare(a: &Prompt, b: &Prompt) -> bool {
@@ -748,8 +773,13 @@ impl Alignment {
         let has_content = |r: Range<usize>| r.into_iter().any(|k| a.content(k));
         (1..n).any(|i| {
             (i + 1..n).any(|j| {
-                // a: X = [0, i), M = [i, j), Y = [j, n); b must read Y M X.
+                // a: X = [0, i), M = [i, j), Y = [j, n); b must read Y M X. The groups are
+                // short (names, quantities): longer ones are clauses put in another order
+                // ("To do X, which Y?" / "Which Y to do X?"), the same question.
                 let (x, m, y) = (i, j - i, n - j);
+                if x > MAX_SLOT || y > MAX_SLOT {
+                    return false;
+                }
                 let matches = (0..y).all(|k| same(a, sa + j + k, b, sb + k))
                     && (0..m).all(|k| same(a, sa + i + k, b, sb + y + k))
                     && (0..x).all(|k| same(a, sa + k, b, sb + y + m + k));
@@ -768,15 +798,21 @@ impl Alignment {
     fn slot_changed(&self, a: &Prompt, b: &Prompt) -> bool {
         let (ma, mb) = self.middles(a, b);
         let shared = self.prefix + self.suffix;
-        if shared < 3 || 2 * shared < a.len().max(b.len()) || (ma.is_empty() && mb.is_empty()) {
+        if ma.is_empty() && mb.is_empty() {
             return false;
         }
         let content = |p: &Prompt, r: &Range<usize>| r.clone().filter(|&k| p.content(k)).count();
         let (ca, cb) = (content(a, &ma), content(b, &mb));
         let slot = 1..=MAX_SLOT;
         if ma.is_empty() || mb.is_empty() {
-            // An added qualifier: "in simple terms" / "in simple terms, in Spanish".
-            return (slot.contains(&ma.len()) && ca > 0) || (slot.contains(&mb.len()) && cb > 0);
+            // An added qualifier: "in simple terms" / "in simple terms, in Spanish", "explain
+            // X" / "explain X in one sentence". The shorter prompt is whole in the longer one,
+            // so even two shared words frame it.
+            return shared >= 2
+                && ((slot.contains(&ma.len()) && ca > 0) || (slot.contains(&mb.len()) && cb > 0));
+        }
+        if shared < 3 || 2 * shared < a.len().max(b.len()) {
+            return false;
         }
         slot.contains(&ma.len())
             && slot.contains(&mb.len())
@@ -885,6 +921,7 @@ mod tests {
             Conflict::Negation,
         );
         accepts("My order hasn't shipped, what now?", "What should I do if my order has not shipped yet?");
+        rejects("Run the container as root", "Run the container as a non-root user", Conflict::Negation);
         // "without" is the antonym of "with", not a negation: its absence says nothing.
         accepts("Can I run this job without root?", "How to run this job as a normal user instead of root?");
     }
@@ -895,6 +932,7 @@ mod tests {
         rejects("Find the maximum of an array", "Array minimum?", Conflict::Antonym);
         rejects("Make this paragraph more concise", "Make this paragraph less concise", Conflict::Antonym);
         rejects("Can I take vitamin D with coffee?", "Taking vitamin D without coffee", Conflict::Antonym);
+        rejects("git push a branch", "git pull a branch", Conflict::Antonym);
         // Both sides of a pair on both sides: the same question.
         accepts("Difference between encode and decode?", "How do decode and encode differ?");
     }
@@ -918,6 +956,12 @@ mod tests {
             Conflict::Direction,
         );
         rejects("I want to turn a list into a tuple", "turn a tuple into a list", Conflict::Direction);
+        rejects("Cheapest flights to Lima in May", "Cheapest flights from Lima in May", Conflict::Direction);
+        // Clauses in another order are not swapped roles.
+        accepts(
+            "To split a string on commas in Rust, which method do I call?",
+            "Which method do I call in Rust to split a string on commas?",
+        );
         // A symmetric relation, a moved phrase, an infinitive "to".
         accepts("Compare cats and dogs as pets", "Compare dogs and cats as pets");
         accepts("In Go, how do I read a file line by line?", "How do I read a file line by line in Go?");
@@ -962,6 +1006,7 @@ mod tests {
             "List the planets of the solar system by size",
             Conflict::Slot,
         );
+        rejects("Explain recursion", "Explain recursion in one sentence", Conflict::Slot);
         // Function words only, typos, plural / singular, a rewording of the frame.
         accepts("What is the boiling point of water?", "what's the boiling point of water");
         accepts("how to roast vegtables", "How to roast vegetables?");
