@@ -293,25 +293,53 @@ fn default_threshold_is_precise_on_the_paraphrase_set() {
     );
 }
 
-/// The second, fresh set (`tests/data/paraphrase_pairs_fresh.jsonl`): written after the lexical
-/// rules and the default were fixed, by someone who had not seen the first set, the rules or the
-/// model's scores. Nothing was tuned on it: it is the honest estimate of the default's precision
-/// on text the design never saw.
+/// The second set (`tests/data/paraphrase_pairs_fresh.jsonl`): written by someone who had not
+/// seen the first set, the rules or the model's scores. Its first measurement (precision 0.900)
+/// led to four general rule changes, so its figures are in-sample now; printed only.
 #[test]
-fn default_threshold_on_the_fresh_pairs() {
-    let scored = score(load_pairs("paraphrase_pairs_fresh.jsonl"));
+fn default_threshold_on_the_second_set() {
+    report("FRESH", &score(load_pairs("paraphrase_pairs_fresh.jsonl")));
+}
+
+/// The third set (`tests/data/paraphrase_pairs_unseen.jsonl`), written like the second and
+/// first run after the rules were committed: precision 0.857 (24 tp / 4 fp). Its false
+/// positives (a changed tone or length qualifier after a shared opening) led to one more rule,
+/// so it is in-sample now too; printed only.
+#[test]
+fn default_threshold_on_the_third_set() {
+    report("UNSEEN", &score(load_pairs("paraphrase_pairs_unseen.jsonl")));
+}
+
+/// The fourth set (`tests/data/paraphrase_pairs_final.jsonl`), written like the others and first
+/// run after every rule was committed: the honest estimate of the default on text the design
+/// never saw. Nothing may be tuned on it. Asserts the requirement.
+#[test]
+fn default_threshold_on_the_final_set() {
+    let scored = score(load_pairs("paraphrase_pairs_final.jsonl"));
+    let c = report("FINAL", &scored);
+    assert!(
+        c.precision() >= REQUIRED_PRECISION,
+        "precision {:.3} < {REQUIRED_PRECISION} on FINAL",
+        c.precision()
+    );
+    assert!(c.recall() >= REQUIRED_RECALL, "recall {:.3} < {REQUIRED_RECALL} on FINAL", c.recall());
+}
+
+/// Prints a set's figures at the default, a sweep, and the errors; returns the default's counts
+/// (cosine + compatible).
+fn report(name: &str, scored: &[Scored]) -> Counts {
     let default = SimilarityThreshold::DEFAULT;
     let pos = scored.iter().filter(|s| s.pair.paraphrase).count();
-    eprintln!("\nFRESH {} pairs: {pos} paraphrases, {} look-alikes", scored.len(), scored.len() - pos);
+    eprintln!("\n{name} {} pairs: {pos} paraphrases, {} look-alikes", scored.len(), scored.len() - pos);
     for (label, decision) in [("cosine alone", Decision::Cosine), ("cosine + compatible", Decision::Guarded)]
     {
-        let c = evaluate(&scored, Split::All, &default, decision);
+        let c = evaluate(scored, Split::All, &default, decision);
         eprintln!("  {label:<20} P R F1 {}  tp/fp/fn {}/{}/{}", c.prf(), c.tp, c.fp, c.fn_);
     }
-    eprintln!(" long | FRESH P R F1 (cosine + compatible, short bar = long + 0.07)");
+    eprintln!(" long | {name} P R F1 (cosine + compatible, short bar = long + 0.07)");
     for step in 0..=20 {
         let t = with_bars(0.75 + step as f32 * 0.01, 0.07);
-        eprintln!(" {:.2} | {}", t.threshold, evaluate(&scored, Split::All, &t, Decision::Guarded).prf());
+        eprintln!(" {:.2} | {}", t.threshold, evaluate(scored, Split::All, &t, Decision::Guarded).prf());
     }
     eprintln!("false positives at the default:");
     for s in scored.iter().filter(|s| !s.pair.paraphrase && default.accepts(&s.pair.a, &s.pair.b, s.sim)) {
@@ -328,4 +356,5 @@ fn default_threshold_on_the_fresh_pairs() {
         let why = conflict(&s.pair.a, &s.pair.b).map_or("below the bar", |c| c.as_str());
         eprintln!("  {why:<24} {:.3} [{}] {:?} / {:?}", s.sim, s.pair.kind, s.pair.a, s.pair.b);
     }
+    evaluate(scored, Split::All, &default, Decision::Guarded)
 }

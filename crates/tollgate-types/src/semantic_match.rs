@@ -216,6 +216,9 @@ fn listed(list: &[&str], word: &str) -> bool {
 /// The longest slot (in words, each side) whose change counts as "the same sentence with one
 /// thing changed"; longer differences are rewordings, which the embedding judges.
 const MAX_SLOT: usize = 3;
+/// The longest changed qualifier (in words, each side) after a shared frame
+/// ([`Alignment::tail_changed`]).
+const MAX_QUALIFIER: usize = 8;
 /// Swapped groups are looked for only in differing spans up to this long (the search is cubic).
 const MAX_SWAP_SPAN: usize = 16;
 /// Acronym expansions tried per prompt ("ETF" / "exchange-traded fund"); past it, an acronym
@@ -811,6 +814,9 @@ impl Alignment {
             return shared >= 2
                 && ((slot.contains(&ma.len()) && ca > 0) || (slot.contains(&mb.len()) && cb > 0));
         }
+        if self.tail_changed(a, b, &ma, &mb) {
+            return true;
+        }
         if shared < 3 || 2 * shared < a.len().max(b.len()) {
             return false;
         }
@@ -820,6 +826,26 @@ impl Alignment {
             && ca > 0
             && cb > 0
             && !same_words(a, &ma, b, &mb)
+    }
+}
+
+impl Alignment {
+    /// The same request with its qualifier changed: a shared opening holding at least two
+    /// content words ("write an email to my landlord about the heater"), then differing parts
+    /// of up to [`MAX_QUALIFIER`] words that each bring a content word the other prompt lacks
+    /// ("keep it formal" / "make it sarcastic and funny", "in one sentence" / "in detail,
+    /// covering the light reactions"). An opening of function words only ("how do I ...",
+    /// "who") frames nothing: there the differing words are a rewording ("who composed X" /
+    /// "who is the composer of X"), judged by the embedding.
+    fn tail_changed(&self, a: &Prompt, b: &Prompt, ma: &Range<usize>, mb: &Range<usize>) -> bool {
+        if !(1..=MAX_QUALIFIER).contains(&ma.len()) || !(1..=MAX_QUALIFIER).contains(&mb.len()) {
+            return false;
+        }
+        let frame = (0..self.prefix).filter(|&k| a.content(k)).count();
+        let brings = |x: &Prompt, rx: &Range<usize>, y: &Prompt| {
+            rx.clone().any(|i| x.content(i) && !(0..y.len()).any(|j| same(x, i, y, j)))
+        };
+        frame >= 2 && brings(a, ma, b) && brings(b, mb, a)
     }
 }
 
@@ -1007,6 +1033,13 @@ mod tests {
             Conflict::Slot,
         );
         rejects("Explain recursion", "Explain recursion in one sentence", Conflict::Slot);
+        rejects(
+            "Write a cover letter for a nursing job. Keep it formal.",
+            "Write a cover letter for a nursing job. Make it playful and quirky.",
+            Conflict::Slot,
+        );
+        // A frame of function words only is a rewording.
+        accepts("How do I reverse a list in Python?", "How do I flip the order of a Python list?");
         // Function words only, typos, plural / singular, a rewording of the frame.
         accepts("What is the boiling point of water?", "what's the boiling point of water");
         accepts("how to roast vegtables", "How to roast vegetables?");
