@@ -17,10 +17,12 @@
 //! else changed).
 //!
 //! Known gaps (measured in `tollgate-embed`'s `tests/quality.rs`): a look-alike passes when it
-//! changes only symbols ("x + 3 = 7" / "x - 3 = 7"), grows a slot by more than one word ("per
-//! week" / "per month in winter"), or swaps a lowercase noun inside a reworded sentence; a
-//! paraphrase is rejected when it swaps a synonym into an otherwise identical sentence ("per
-//! week" / "each week") or uses another name for one thing ("UK" / "British").
+//! changes only symbols ("x + 3 = 7" / "x - 3 = 7"), asks another question about the same
+//! subject in other words ("how do I trim my parrot's nails" / "how often should they be
+//! trimmed"), or swaps a lowercase noun inside a reworded sentence; the default bar, not these
+//! rules, keeps most of those out. A paraphrase is rejected when it swaps a synonym into an
+//! otherwise identical sentence ("per week" / "each week") or uses another name for one thing
+//! ("UK" / "British").
 //!
 //! Cost: about 10-20 µs for a pair of chat-sized prompts (release build), far below the
 //! embedding; O(n log n) in the number of words, with a handful of allocations per prompt (one
