@@ -5,8 +5,8 @@
 //! then the lexical check `tollgate_types::semantic_match::compatible`), and prints with
 //! `--nocapture` precision / recall / F1 for cosine alone and cosine + compatible, a sweep of
 //! bars, and the default's errors. For a cache, a false positive is a wrong answer served, a
-//! false negative only a missed saving: hence precision >= 0.95 is the goal and recall only
-//! >= 0.15. Four more sets of 120 pairs follow (`_fresh`, `_unseen`, `_final`, `_check`), each
+//! false negative only a missed saving: hence precision of at least 0.95 is the goal and recall
+//! only a floor of 0.15. Four more sets of 120 pairs follow (`_fresh`, `_unseen`, `_final`, `_check`), each
 //! written by a helper who saw none of the other sets, the rules or the model's scores, each
 //! first run after the design it measured was committed; see the tests at the end.
 //!
