@@ -88,7 +88,7 @@ pub fn describe() {
     );
     metrics::describe_counter!(
         crate::cache::service::CACHE_WRITES_DROPPED,
-        "Answers not stored in the response cache because its write queue was full"
+        "Answers not stored because a response-cache write queue was full, by cache (exact, semantic)"
     );
     metrics::describe_counter!(
         crate::usage_sink::USAGE_WRITE_ERRORS,

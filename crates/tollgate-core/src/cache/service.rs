@@ -414,27 +414,26 @@ impl CacheWriter {
         let Self { store, semantic, exact_rx, semantic_rx } = self;
         let exact = store_batches(exact_rx, shutdown.clone(), |puts| {
             let store = store.clone();
-            async move {
-                if let Err(e) = store.put_many(puts).await {
-                    metrics::counter!(CACHE_ERRORS, "op" => "put").increment(1);
-                    tracing::warn!(error = %e, "could not store answers in the response cache");
-                }
-            }
+            async move { logged("put", store.put_many(puts).await) }
         });
         let semantic = async {
             let Some(store) = semantic else { return };
             let writes = store_batches(semantic_rx, shutdown.clone(), |puts| {
                 let store = store.clone();
-                async move {
-                    if let Err(e) = store.put_many(puts).await {
-                        metrics::counter!(CACHE_ERRORS, "op" => "semantic_put").increment(1);
-                        tracing::warn!(error = %e, "could not store answers in the semantic cache");
-                    }
-                }
+                async move { logged("semantic_put", store.put_many(puts).await) }
             });
             tokio::join!(writes, sweep(&*store, shutdown.clone()));
         };
         tokio::join!(exact, semantic);
+    }
+}
+
+/// A failed write of the writer: counted under `op` in [`CACHE_ERRORS`] and logged; the
+/// requests it came from were answered long ago.
+fn logged(op: &'static str, result: Result<(), CacheError>) {
+    if let Err(e) = result {
+        metrics::counter!(CACHE_ERRORS, "op" => op).increment(1);
+        tracing::warn!(op, error = %e, "could not store answers in the response cache");
     }
 }
 
