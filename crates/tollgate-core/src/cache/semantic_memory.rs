@@ -10,7 +10,8 @@
 //! lookups in different namespaces, and concurrent lookups in one, do not wait for each other,
 //! nor for an insert into another namespace. Puts come in batches from the cache's writer and
 //! their graph inserts (about a millisecond each at 100k entries) run on tokio's blocking pool,
-//! never on a runtime worker.
+//! never on a runtime worker: up to one task per CPU, each with whole namespaces, so different
+//! namespaces' graphs are written in parallel.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,6 +43,8 @@ const STALE_RETRIES: usize = 4;
 pub struct MemorySemanticStore {
     inner: Arc<Inner>,
     journal: Option<Arc<dyn SemanticJournal>>,
+    /// Blocking tasks one batch of puts may use (the CPUs available).
+    workers: usize,
 }
 
 /// The entries and their indexes: shared with the blocking task that inserts a batch.
@@ -86,6 +89,7 @@ impl MemorySemanticStore {
         Self {
             inner: Arc::new(Inner { state: Mutex::new(State::default()), params, max_bytes }),
             journal: None,
+            workers: std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
         }
     }
 
@@ -341,12 +345,39 @@ impl SemanticStore for MemorySemanticStore {
         self.put_many(vec![SemanticPut { namespace: *namespace, entry, ttl }]).await
     }
 
+    /// The batch's namespaces shared among up to one blocking task per CPU (a namespace's
+    /// entries stay in one task, in order): a namespace's graph takes one insert at a time, but
+    /// the graphs of different namespaces (tenants, aliases) are written at once.
     async fn put_many(&self, puts: Vec<SemanticPut>) -> Result<(), CacheError> {
-        let (inner, journaled) = (self.inner.clone(), self.journal.is_some());
+        let journaled = self.journal.is_some();
         let (now, wall) = (Instant::now(), OffsetDateTime::now_utc());
-        let done = tokio::task::spawn_blocking(move || inner.insert_all(puts, now, wall, journaled))
-            .await
-            .map_err(|e| CacheError::Unavailable(format!("the semantic index's insert task failed: {e}")))?;
+        let mut groups: HashMap<CacheKey, Vec<SemanticPut>> = HashMap::new();
+        for p in puts {
+            groups.entry(p.namespace).or_default().push(p);
+        }
+        // No more tasks than CPUs: past that, more threads only contend for the store's lock.
+        let mut shares: Vec<Vec<SemanticPut>> = Vec::new();
+        shares.resize_with(self.workers.min(groups.len()), Vec::new);
+        for (k, group) in groups.into_values().enumerate() {
+            if let Some(share) = shares.get_mut(k % self.workers) {
+                share.extend(group);
+            }
+        }
+        let tasks = shares.into_iter().map(|group| {
+            let inner = self.inner.clone();
+            tokio::task::spawn_blocking(move || inner.insert_all(group, now, wall, journaled))
+        });
+        let mut done = Inserted::default();
+        for result in futures::future::join_all(tasks).await {
+            let part = result.map_err(|e| {
+                CacheError::Unavailable(format!("the semantic index's insert task failed: {e}"))
+            })?;
+            done.kept.extend(part.kept);
+            done.evicted.extend(part.evicted);
+            done.error = done.error.or(part.error);
+        }
+        // An entry one group kept may have been evicted by another's insert.
+        done.kept.retain(|r| !done.evicted.contains(&r.id));
         if let (Some(journal), false) = (&self.journal, done.kept.is_empty()) {
             journal.insert(&done.kept).await?;
         }
@@ -457,6 +488,40 @@ mod tests {
         async fn remove(&self, ids: &[Uuid]) -> Result<(), CacheError> {
             self.0.lock().retain(|r| !ids.contains(&r.id));
             Ok(())
+        }
+    }
+
+    /// A batch over many namespaces, inserted in parallel, evicting across them: the bound
+    /// holds, and the journal holds exactly the entries left in memory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_parallel_batch_keeps_the_bound_and_the_journal_in_step() {
+        let one = stored("00", 0);
+        let size = (one.prompt.len() + one.value.approx_size() + 16 * 4) as u64 + ENTRY_OVERHEAD_BYTES;
+        let bound = size * 20;
+        let journal = Arc::new(Journal::default());
+        let store = MemorySemanticStore::new(IndexParams::default(), bound).with_journal(journal.clone());
+        let tenant = TenantId::new();
+        let minute = Duration::from_secs(60);
+        for round in 0..3u64 {
+            let puts = (0..48u64)
+                .map(|k| {
+                    let seed = round * 100 + k;
+                    SemanticPut {
+                        namespace: namespace(tenant, (k % 8) as u8),
+                        entry: stored(&format!("{seed:02}"), seed),
+                        ttl: minute,
+                    }
+                })
+                .collect();
+            store.put_many(puts).await.unwrap();
+        }
+        let stats = store.stats().await.unwrap();
+        assert!(stats.bytes <= bound && stats.entries >= 15, "{stats:?}");
+        let rows = journal.0.lock().clone();
+        assert_eq!(rows.len() as u64, stats.entries, "one journal row per entry in memory");
+        for r in rows {
+            let hit = store.nearest(&r.namespace, &r.entry.embedding, 0.999).await.unwrap();
+            assert_eq!(hit.map(|h| h.prompt), Some(r.entry.prompt), "journaled entries are live");
         }
     }
 
