@@ -1,11 +1,13 @@
 //! How fast the in-process semantic store takes the cache writer's batches, with several large
 //! namespaces (tenants): batches that each hold one namespace (its graph takes one insert at a
-//! time) against batches that mix the namespaces (one blocking task per namespace, in parallel).
+//! time) against batches that mix the namespaces (shared among up to one blocking task per CPU).
 //!
-//!     cargo run --release -p tollgate-core --example semantic_writes [NAMESPACES] [ENTRIES_EACH]
+//!     cargo run --release -p tollgate-core --features test-util --example semantic_writes \
+//!         [NAMESPACES] [ENTRIES_EACH]
 //!
-//! Random 384-dimensional unit vectors (the hard case for a graph), batches of 64 as the writer
-//! sends them. Prints inserts per second for both shapes (on stderr).
+//! Random 384-dimensional unit vectors (the contract suite's `unit`; the hard case for a
+//! graph), batches of 64 as the writer sends them. Prints inserts per second for both shapes
+//! (on stderr).
 
 use std::error::Error;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 use tollgate_core::cache::MemorySemanticStore;
+use tollgate_core::cache::semantic_contract::unit;
 use tollgate_core::cache::vector::IndexParams;
 use tollgate_types::ports::{CacheKey, CachedResponse, SemanticEntry, SemanticPut, SemanticStore};
 use tollgate_types::tenancy::TenantId;
@@ -22,27 +25,10 @@ const DIM: usize = 384;
 const BATCH: usize = 64;
 const MEASURED: usize = 2048;
 
-/// A unit vector from `seed` (splitmix64 noise).
-fn unit(seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
-    let v: Vec<f32> = (0..DIM)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            ((z >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-        })
-        .collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
-    v.into_iter().map(|x| x / norm).collect()
-}
-
 fn put(ns: CacheKey, seed: u64, value: &Arc<CachedResponse>) -> SemanticPut {
     SemanticPut {
         namespace: ns,
-        entry: SemanticEntry { prompt: format!("p{seed}"), embedding: unit(seed), value: value.clone() },
+        entry: SemanticEntry { prompt: format!("p{seed}"), embedding: unit(DIM, seed), value: value.clone() },
         ttl: Duration::from_secs(3600),
     }
 }
