@@ -55,27 +55,21 @@ pub async fn open(url: &str, owner_url: Option<&str>, migrate: bool) -> Result<S
     Ok(store.into_store())
 }
 
-/// The in-process semantic cache's journal in the SQLite store `url` names (its own small
-/// pool on the same file; the store's migrations must have run). `None` for PostgreSQL, whose
-/// nodes share the pgvector backend instead.
-pub async fn open_semantic_journal(
-    url: &str,
-) -> Result<Option<std::sync::Arc<dyn tollgate_types::ports::SemanticJournal>>, StoreError> {
+/// The in-process caches' journals (exact and semantic) in the SQLite store `url` names, on one
+/// pool of their own (the store's migrations must have run). `None` for PostgreSQL, whose nodes
+/// share Redis (exact) and pgvector (semantic) instead.
+pub async fn open_cache_journals(url: &str) -> Result<Option<CacheJournals>, StoreError> {
     if is_postgres_url(url) {
         return Ok(None);
     }
-    Ok(Some(sqlite::SqliteStore::open(url).await?.semantic_journal()))
+    let store = sqlite::SqliteStore::open(url).await?;
+    Ok(Some(CacheJournals { exact: store.cache_journal(), semantic: store.semantic_journal() }))
 }
 
-/// The in-process exact cache's journal in the SQLite store `url` names; `None` for
-/// PostgreSQL (shared exact caching is Redis's job).
-pub async fn open_cache_journal(
-    url: &str,
-) -> Result<Option<std::sync::Arc<dyn tollgate_types::ports::CacheJournal>>, StoreError> {
-    if is_postgres_url(url) {
-        return Ok(None);
-    }
-    Ok(Some(sqlite::SqliteStore::open(url).await?.cache_journal()))
+/// What [`open_cache_journals`] opens.
+pub struct CacheJournals {
+    pub exact: std::sync::Arc<dyn tollgate_types::ports::CacheJournal>,
+    pub semantic: std::sync::Arc<dyn tollgate_types::ports::SemanticJournal>,
 }
 
 /// Runs the migrations of the store a URL names (`tollgate migrate`); PostgreSQL: as

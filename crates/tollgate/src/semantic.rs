@@ -13,15 +13,30 @@ use tollgate_core::cache::{MemoryCacheStore, MemorySemanticStore};
 use tollgate_core::config::{CacheBackend, Config, EmbeddingSource, SemanticBackend};
 use tollgate_server::app::CacheParts;
 use tollgate_store::postgres::{PgSemanticStore, PostgresStore};
-use tollgate_types::ports::CacheStore;
 use tollgate_types::ports::semantic::SemanticStore;
+use tollgate_types::ports::{CacheJournal, CacheStore};
 
 use crate::commands::store_url;
 
 /// The parts `AppState::from_config_with` needs: the in-process exact cache with its SQLite
 /// journal (restored), and the semantic cache's store and model when one is configured.
 pub async fn open(config_path: &Path, config: &Config) -> anyhow::Result<CacheParts> {
-    let exact = exact_store(config_path, config).await?;
+    let url = store_url(config_path, config);
+    // Only the in-process backends keep journals.
+    let in_process = matches!(config.cache.backend, CacheBackend::Memory { .. })
+        || config
+            .cache
+            .semantic
+            .as_ref()
+            .is_some_and(|s| matches!(s.backend, SemanticBackend::Memory { .. }));
+    let journals = if in_process {
+        tollgate_store::open_cache_journals(url.expose_secret())
+            .await
+            .context("cannot open the response cache's journals")?
+    } else {
+        None
+    };
+    let exact = exact_store(config, journals.as_ref().map(|j| j.exact.clone())).await;
     let Some(semantic) = &config.cache.semantic else {
         return Ok(CacheParts { exact, ..CacheParts::default() });
     };
@@ -32,16 +47,12 @@ pub async fn open(config_path: &Path, config: &Config) -> anyhow::Result<CachePa
         }
         EmbeddingSource::Alias(_) => (None, None),
     };
-    let url = store_url(config_path, config);
     let store: Arc<dyn SemanticStore> = match semantic.backend {
         SemanticBackend::Memory { max_bytes, hnsw_threshold } => {
             let params = IndexParams { hnsw_threshold, ..IndexParams::default() };
             let mut memory = MemorySemanticStore::new(params, max_bytes);
-            let journal = tollgate_store::open_semantic_journal(url.expose_secret())
-                .await
-                .context("cannot open the semantic cache's journal")?;
-            if let Some(journal) = journal {
-                memory = memory.with_journal(journal);
+            if let Some(j) = &journals {
+                memory = memory.with_journal(j.semantic.clone());
             }
             // A journal that cannot be read costs the cache, not the gateway: start empty.
             match memory.restore().await {
@@ -66,24 +77,18 @@ pub async fn open(config_path: &Path, config: &Config) -> anyhow::Result<CachePa
     Ok(CacheParts { exact, store: Some(store), local_embedder })
 }
 
-/// The in-process exact cache journaled to a SQLite store and restored from it; `None` for
-/// Redis (which keeps its own entries) or a PostgreSQL store (no journal: memory only).
-async fn exact_store(config_path: &Path, config: &Config) -> anyhow::Result<Option<Arc<dyn CacheStore>>> {
-    let CacheBackend::Memory { max_bytes } = config.cache.backend else { return Ok(None) };
-    let url = store_url(config_path, config);
-    let Some(journal) = tollgate_store::open_cache_journal(url.expose_secret())
-        .await
-        .context("cannot open the response cache's journal")?
-    else {
-        return Ok(None);
-    };
-    let store = MemoryCacheStore::with_journal(max_bytes, Some(journal));
+/// The in-process exact cache journaled to `journal` (a SQLite store) and restored from it;
+/// `None` for Redis (which keeps its own entries) or without a journal (a PostgreSQL store:
+/// memory only).
+async fn exact_store(config: &Config, journal: Option<Arc<dyn CacheJournal>>) -> Option<Arc<dyn CacheStore>> {
+    let CacheBackend::Memory { max_bytes } = config.cache.backend else { return None };
+    let store = MemoryCacheStore::with_journal(max_bytes, Some(journal?));
     // A journal that cannot be read costs the cache, not the gateway: start empty.
     match store.restore().await {
         Ok(entries) => tracing::info!(entries, "response cache restored from the store"),
         Err(e) => tracing::warn!(error = %e, "could not restore the response cache; starting empty"),
     }
-    Ok(Some(Arc::new(store)))
+    Some(Arc::new(store))
 }
 
 /// `tollgate migrate`'s part for the semantic cache: with the postgres backend, the owner

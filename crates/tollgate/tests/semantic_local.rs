@@ -15,28 +15,12 @@ mod support;
 use std::time::Duration;
 
 use mock_llm::MockLlm;
-use serde_json::{Value, json};
-use support::{Gateway, TempDir, cli};
+use support::{Gateway, TempDir, ask_gpt, cli};
 
 fn model_dir() -> String {
     std::env::var("TOLLGATE_EMBED_MODEL_DIR").expect(
         "TOLLGATE_EMBED_MODEL_DIR is not set: run `export TOLLGATE_EMBED_MODEL_DIR=$(scripts/fetch-embedding-model.sh)`",
     )
-}
-
-async fn ask(http: &reqwest::Client, gw: &Gateway, key: &str, prompt: &str) -> (String, Option<f32>, Value) {
-    let resp = http
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": prompt}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
-    let cache = header("x-tollgate-cache").unwrap();
-    let similarity = header("x-tollgate-cache-similarity").map(|s| s.parse().unwrap());
-    (cache, similarity, resp.json().await.unwrap())
 }
 
 #[tokio::test]
@@ -63,14 +47,15 @@ models:
     let gw = Gateway::start(&config);
     let http = reqwest::Client::new();
 
-    let (cache, _, first) = ask(&http, &gw, &key, "How do I reverse a list in Python?").await;
+    let (cache, _, first) = ask_gpt(&http, &gw, &key, "How do I reverse a list in Python?").await;
     assert_eq!(cache, "miss");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (cache, similarity, again) = ask(&http, &gw, &key, "What's the way to reverse a Python list?").await;
+    let (cache, similarity, again) =
+        ask_gpt(&http, &gw, &key, "What's the way to reverse a Python list?").await;
     assert_eq!(cache, "semantic-hit", "a real paraphrase (similarity {similarity:?})");
     assert!(similarity.unwrap() > 0.9);
     assert_eq!(again["choices"][0]["message"]["content"], first["choices"][0]["message"]["content"]);
-    let (cache, _, _) = ask(&http, &gw, &key, "What is the boiling point of water at sea level?").await;
+    let (cache, _, _) = ask_gpt(&http, &gw, &key, "What is the boiling point of water at sea level?").await;
     assert_eq!(cache, "miss", "another question");
     let reqs = mock.requests();
     assert!(

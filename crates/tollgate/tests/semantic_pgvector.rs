@@ -15,9 +15,8 @@ mod support;
 use std::time::Duration;
 
 use mock_llm::MockLlm;
-use serde_json::{Value, json};
 use sqlx::PgPool;
-use support::{Gateway, PgDb, TempDir, cli, delete_tenant, pg_admin_url, tenant_of, tollgate};
+use support::{Gateway, PgDb, TempDir, ask_gpt, cli, delete_tenant, pg_admin_url, tenant_of, tollgate};
 
 fn pgvector_url() -> String {
     std::env::var("TOLLGATE_TEST_PGVECTOR_URL").expect(
@@ -44,19 +43,6 @@ models:
     )
 }
 
-async fn ask(http: &reqwest::Client, gw: &Gateway, key: &str, prompt: &str) -> (String, Value) {
-    let resp = http
-        .post(gw.url("/v1/chat/completions"))
-        .bearer_auth(key)
-        .json(&json!({"model": "gpt", "messages": [{"role": "user", "content": prompt}]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let cache = resp.headers()["x-tollgate-cache"].to_str().unwrap().to_owned();
-    (cache, resp.json().await.unwrap())
-}
-
 #[tokio::test]
 async fn two_nodes_share_semantic_entries_on_pgvector() {
     let db = PgDb::create(pgvector_url()).await;
@@ -69,13 +55,13 @@ async fn two_nodes_share_semantic_entries_on_pgvector() {
     let (a, b) = (Gateway::start(&config), Gateway::start(&config));
     let http = reqwest::Client::new();
 
-    let (cache, first) = ask(&http, &a, &acme, "Which river is the longest in Europe?").await;
+    let (cache, _, first) = ask_gpt(&http, &a, &acme, "Which river is the longest in Europe?").await;
     assert_eq!(cache, "miss");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (cache, again) = ask(&http, &b, &acme, "which RIVER is the longest in europe").await;
+    let (cache, _, again) = ask_gpt(&http, &b, &acme, "which RIVER is the longest in europe").await;
     assert_eq!(cache, "semantic-hit", "node b finds node a's answer by meaning");
     assert_eq!(again["choices"][0]["message"]["content"], first["choices"][0]["message"]["content"]);
-    let (cache, _) = ask(&http, &b, &globex, "which river is the longest in Europe?").await;
+    let (cache, _, _) = ask_gpt(&http, &b, &globex, "which river is the longest in Europe?").await;
     assert_eq!(cache, "miss", "never another tenant's entry");
 
     // Deleting a tenant deletes its rows (the table has no foreign key to the tenant).
@@ -92,7 +78,7 @@ async fn two_nodes_share_semantic_entries_on_pgvector() {
     assert_eq!((rows(&acme_id).await, rows(&globex_id).await), (1, 1));
     assert_eq!(delete_tenant(&http, &a, &acme_id).await, 200);
     assert_eq!((rows(&acme_id).await, rows(&globex_id).await), (0, 1));
-    let (cache, _) = ask(&http, &b, &globex, "Which river is the longest in Europe").await;
+    let (cache, _, _) = ask_gpt(&http, &b, &globex, "Which river is the longest in Europe").await;
     assert_eq!(cache, "semantic-hit", "another tenant's entries stay");
     owner.close().await;
     drop((a, b));

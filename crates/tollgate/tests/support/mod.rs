@@ -128,6 +128,28 @@ pub async fn chat_status(http: &reqwest::Client, gw: &Gateway, key: &str) -> u16
         .as_u16()
 }
 
+/// One user message to alias `gpt` as `key`, which must answer 200: `x-tollgate-cache`,
+/// `x-tollgate-cache-similarity` (semantic hits) and the body.
+pub async fn ask_gpt(
+    http: &reqwest::Client,
+    gw: &Gateway,
+    key: &str,
+    prompt: &str,
+) -> (String, Option<f32>, serde_json::Value) {
+    let resp = http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"model": "gpt", "messages": [{"role": "user", "content": prompt}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let header = |name: &str| resp.headers().get(name).map(|v| v.to_str().unwrap().to_owned());
+    let cache = header("x-tollgate-cache").unwrap();
+    let similarity = header("x-tollgate-cache-similarity").map(|s| s.parse().unwrap());
+    (cache, similarity, resp.json().await.unwrap())
+}
+
 /// The tenant of `key` (`GET /admin/v1/me`).
 pub async fn tenant_of(http: &reqwest::Client, gw: &Gateway, key: &str) -> String {
     let me: serde_json::Value =
